@@ -1,0 +1,1 @@
+"""What every drill shares: errors, inventory, Ansible runner, lifecycle, probes, HAProxy, metrics."""

@@ -1,0 +1,324 @@
+"""The drill lifecycle, written once and used by every drill.
+
+    preflight -> act -> observe -> verify -> restore (always) -> report
+
+A drill is a subclass of :class:`Drill` that fills in the phases it needs; each
+phase method receives the :class:`DrillRun`, through which it records
+measurements (with the outside witness that can confirm them), named checks
+(value, limit, ok), artefacts and undo actions. :func:`execute` owns everything
+else: the per-inventory lock, SIGINT/SIGTERM handling, the report directory,
+the journal written after every phase, the restore phase that always runs
+(LIFO undo actions, then :meth:`Drill.restore`), the verdict, ``summary.md``,
+optional JUnit XML and the exit code.
+
+Verdict: ``error`` when something raised (the drill could not measure),
+``fail`` when any check failed, ``pass`` otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from drillbook.core import interrupts
+from drillbook.core.console import Progress, err
+from drillbook.core.errors import CheckFailed, DrillbookError, DrillInterrupted
+from drillbook.core.inventory import Inventory
+from drillbook.core.journal import Check, Journal, Phase, summary_markdown, utc_now, utc_stamp
+from drillbook.core.junit import write_junit
+from drillbook.core.lock import inventory_lock
+from drillbook.core.paths import REPO_ROOT, default_report_root
+
+LIFECYCLE = ("preflight", "act", "observe", "verify")
+
+
+@dataclass
+class DrillContext:
+    """What the task layer hands to a drill: where to act, where to write, how loud to be."""
+
+    inventory: Inventory
+    report_root: Path = field(default_factory=default_report_root)
+    junit: Path | None = None
+    quiet: bool = False
+    debug: bool = False
+
+
+@dataclass
+class _Undo:
+    label: str
+    action: Callable[[], None]
+
+
+class DrillRun:
+    """The handle a drill's phases use to record what happened."""
+
+    def __init__(self, drill: Drill, ctx: DrillContext, report_dir: Path, journal: Journal) -> None:
+        self.drill = drill
+        self.ctx = ctx
+        self.inventory = ctx.inventory
+        self.report_dir = report_dir
+        self.journal = journal
+        self.progress = Progress(enabled=not ctx.quiet)
+        self._undo: list[_Undo] = []
+        self._phase_stack: list[str] = []
+
+    # -- recording ------------------------------------------------------------
+    def note(self, message: str) -> None:
+        """Progress for the operator, kept in the journal too."""
+        self.progress(message)
+        self.journal.notes.append(f"{utc_now()} {message}")
+
+    def measure(self, name: str, value: Any, witness: str | None = None) -> Any:
+        """Record a key figure; ``witness`` says who else can confirm it (probe, HAProxy stats, SQL)."""
+        self.journal.measurements[name] = value
+        if witness:
+            self.journal.witnesses[name] = witness
+        return value
+
+    def check(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> bool:
+        """Record a named comparison; a failed one makes the verdict ``fail`` (the drill goes on)."""
+        self.journal.checks.append(Check(name=name, value=value, limit=limit, ok=bool(ok), detail=detail))
+        mark = "[green]ok[/green]" if ok else "[red]FAIL[/red]"
+        self.progress(f"check {name}: {value} (limit {limit}) {mark}" + (f" - {detail}" if detail else ""))
+        return bool(ok)
+
+    def check_at_most(self, name: str, value: float | None, limit: float, detail: str = "") -> bool:
+        """``value <= limit``; a missing value (never measured) fails."""
+        return self.check(name, value, f"<= {limit}", value is not None and value <= limit, detail)
+
+    def check_at_least(self, name: str, value: float | None, limit: float, detail: str = "") -> bool:
+        return self.check(name, value, f">= {limit}", value is not None and value >= limit, detail)
+
+    def check_true(self, name: str, value: bool, detail: str = "") -> bool:
+        return self.check(name, value, True, value is True, detail)
+
+    def require(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> None:
+        """A check that stops the drill when it fails (steady state, preconditions)."""
+        if not self.check(name, value, limit, ok, detail):
+            raise CheckFailed(f"{name}: {detail or value}")
+
+    def artefact(self, path: Path) -> Path:
+        """Register a file in the report directory (paths kept relative to it)."""
+        rel = path.relative_to(self.report_dir) if path.is_relative_to(self.report_dir) else path
+        if str(rel) not in self.journal.artefacts:
+            self.journal.artefacts.append(str(rel))
+        return path
+
+    def on_restore(self, label: str, action: Callable[[], None]) -> None:
+        """Register an undo action; the restore phase runs them last-in first-out, always."""
+        self._undo.append(_Undo(label, action))
+
+    def save(self) -> None:
+        self.journal.write(self.report_dir / "journal.json")
+
+    # -- phases ---------------------------------------------------------------
+    @contextmanager
+    def phase(self, name: str) -> Iterator[Phase]:
+        """Time a phase (or a named step inside one) and journal it, even when it raises."""
+        full = "/".join([*self._phase_stack, name]) if self._phase_stack else name
+        record = Phase(name=full, started_at=utc_now())
+        self.journal.phases.append(record)
+        self._phase_stack.append(name)
+        t0 = time.monotonic()
+        try:
+            yield record
+        except BaseException as exc:
+            record.ok = False
+            record.detail = record.detail or _describe(exc)
+            raise
+        finally:
+            record.duration_s = round(time.monotonic() - t0, 4)
+            self._phase_stack.pop()
+            with suppress(OSError):
+                self.save()
+
+    def _run_undo(self) -> None:
+        while self._undo:
+            undo = self._undo.pop()
+            with self.phase(undo.label) as record:
+                try:
+                    undo.action()
+                except Exception as exc:  # one failed undo must not skip the others
+                    record.ok = False
+                    record.detail = _describe(exc)
+                    self.journal.error = self.journal.error or f"restore step '{undo.label}' failed: {exc}"
+                    self.note(f"[red]restore step '{undo.label}' failed:[/red] {exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DrillbookError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Drill:
+    """Base class of every drill. Override the phases you need; all default to doing nothing.
+
+    ``name`` is the task name (``chaos.kill-db``), ``runbook`` the runbook an operator
+    opens when it fails (printed on failure, checked by ``runbook.check``).
+    """
+
+    name: ClassVar[str] = "drill"
+    runbook: ClassVar[str | None] = None
+
+    def __init__(self, thresholds: BaseModel | None = None, **options: Any) -> None:
+        self.thresholds = thresholds
+        self.options = options
+
+    def preflight(self, run: DrillRun) -> None:
+        """Validate, check the steady state. Raise CheckFailed to refuse to act."""
+
+    def act(self, run: DrillRun) -> None:
+        """Make the change (kill, deploy, restore, load); register undo actions with run.on_restore."""
+
+    def observe(self, run: DrillRun) -> None:
+        """Sample probes and metrics on a clock."""
+
+    def verify(self, run: DrillRun) -> None:
+        """Compare measurements with thresholds through run.check*."""
+
+    def restore(self, run: DrillRun) -> None:
+        """Final, idempotent clean-up after the undo actions (e.g. wait until all is healthy)."""
+
+    def report(self, run: DrillRun) -> str:
+        """Extra Markdown for summary.md (plots, tables)."""
+        return ""
+
+
+def execute(drill: Drill, ctx: DrillContext) -> Journal:
+    """Run ``drill`` through the whole lifecycle and return its finished journal."""
+    inv = ctx.inventory
+    with inventory_lock(inv.lock_scope, drill.name, inv.name):
+        report_dir = _new_report_dir(ctx.report_root, drill.name)
+        journal = Journal(
+            drill=drill.name,
+            inventory=inv.name,
+            environment=inv.environment,
+            thresholds=drill.thresholds.model_dump() if drill.thresholds else {},
+            options={k: _jsonable(v) for k, v in drill.options.items()},
+            runbook=drill.runbook,
+            report_dir=str(report_dir),
+        )
+        run = DrillRun(drill, ctx, report_dir, journal)
+        run.save()
+        if not ctx.quiet:
+            err.print(f"[bold]{drill.name}[/bold] against {inv.name} -> {_display(report_dir)}")
+        with interrupts.handled():
+            try:
+                for name in LIFECYCLE:
+                    with run.phase(name):
+                        getattr(drill, name)(run)
+            except CheckFailed as exc:
+                run.note(f"stopped: {exc}")
+            except DrillInterrupted as exc:
+                journal.interrupted = True
+                journal.error = str(exc)
+                run.note(f"[yellow]{exc}[/yellow]: restoring")
+            except DrillbookError as exc:
+                journal.error = str(exc)
+                run.note(f"[red]error:[/red] {exc}")
+            except Exception as exc:
+                journal.error = f"{type(exc).__name__}: {exc}"
+                (report_dir / "traceback.txt").write_text(traceback.format_exc())
+                run.artefact(report_dir / "traceback.txt")
+                run.note(f"[red]unexpected error:[/red] {journal.error} (traceback.txt)")
+            finally:
+                _restore(drill, run)
+            _finish(drill, run)
+    return journal
+
+
+def _restore(drill: Drill, run: DrillRun) -> None:
+    with interrupts.shielded():
+        try:
+            with run.phase("restore"):
+                run._run_undo()
+                drill.restore(run)
+        except Exception as exc:
+            run.journal.error = run.journal.error or f"restore failed: {_describe(exc)}"
+            run.note(f"[red]restore failed:[/red] {_describe(exc)}")
+
+
+def _finish(drill: Drill, run: DrillRun) -> None:
+    journal = run.journal
+    with run.phase("report"):
+        if journal.error or journal.interrupted:
+            journal.verdict = "error"
+        elif journal.failed_checks or any(not p.ok for p in journal.phases if p.name != "report"):
+            journal.verdict = "fail"
+        else:
+            journal.verdict = "pass"
+        journal.finished_at = utc_now()
+        extra = ""
+        try:
+            extra = drill.report(run)
+        except Exception as exc:
+            journal.notes.append(f"report extras failed: {_describe(exc)}")
+        (run.report_dir / "summary.md").write_text(summary_markdown(journal, extra))
+        if run.ctx.junit:
+            write_junit(journal, run.ctx.junit)
+    run.save()
+
+
+def _new_report_dir(root: Path, drill_name: str) -> Path:
+    """``<root>/<UTC stamp>-<drill>``, unique even when two drills start in the same second."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = root / f"{utc_stamp()}-{drill_name}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        try:
+            return str(path.relative_to(REPO_ROOT))
+        except ValueError:
+            return str(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def print_summary(journal: Journal, report_dir: Path | None = None) -> None:
+    """The end-of-drill lines: verdict, failed checks, key measurements, report path, runbook on failure."""
+    from drillbook.core.console import VERDICT_STYLE, out
+
+    style = VERDICT_STYLE.get(journal.verdict, "")
+    out.print(f"[{style}]{journal.drill}: {journal.verdict.upper()}[/{style}]")
+    for c in journal.failed_checks:
+        out.print(
+            f"  [red]x[/red] {c.name}: {c.value} (limit {c.limit}){' - ' + c.detail if c.detail else ''}"
+        )
+    if journal.error:
+        out.print(f"  [yellow]![/yellow] {journal.error}")
+    for key, value in list(journal.measurements.items())[:12]:
+        if isinstance(value, (int, float, bool, str)):
+            out.print(f"  {key} = {value}")
+    if report_dir:
+        out.print(f"  report: {_display(report_dir)}")
+    if journal.verdict != "pass" and journal.runbook:
+        out.print(f"  runbook: {journal.runbook}")

@@ -1,0 +1,115 @@
+"""One-shot health checks of each piece of the service, from the control machine.
+
+Used by ``lab.status``, by the steady-state checks of drills and by ``smoke``.
+Each check has a short timeout and no retries, and returns a :class:`Health`
+instead of raising: a status page must show every piece even when one is down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from drillbook.core.haproxy import HAProxy
+from drillbook.core.inventory import Topology
+from drillbook.core.probes import check_url
+
+
+@dataclass(frozen=True)
+class Health:
+    piece: str
+    ok: bool
+    detail: str
+    latency_ms: float
+    endpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timed(piece: str, endpoint: str, fn: Callable[[], str]) -> Health:
+    t0 = time.monotonic()
+    try:
+        detail = fn()
+        ok = True
+    except Exception as exc:
+        detail, ok = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            False,
+        )
+    return Health(piece, ok, detail, round((time.monotonic() - t0) * 1000, 2), endpoint)
+
+
+def postgres(dsn: str, timeout_s: int = 2) -> Health:
+    import psycopg
+
+    def probe() -> str:
+        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return f"PostgreSQL {row[0] if row else '?'}"
+
+    return _timed("postgres", _redact(dsn), probe)
+
+
+def redis(url: str, timeout_s: float = 1.0) -> Health:
+    import redis as redis_lib
+
+    def probe() -> str:
+        client = redis_lib.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        try:
+            client.ping()
+            return f"Redis {client.info('server').get('redis_version', '?')}"
+        finally:
+            client.close()
+
+    return _timed("redis", url, probe)
+
+
+def http(piece: str, url: str, timeout_s: float = 2.0) -> Health:
+    def probe() -> str:
+        sample = check_url(url, timeout_s)
+        if not sample.ok:
+            raise RuntimeError(f"HTTP {sample.status or sample.error}")
+        return f"HTTP {sample.status}" + (f" {sample.body[:80]}" if sample.body else "")
+
+    return _timed(piece, url, probe)
+
+
+def haproxy(address: str, backend: str) -> Health:
+    def probe() -> str:
+        stats = HAProxy(address).stats(backend)
+        up = sum(1 for s in stats if s.up)
+        if not stats:
+            raise RuntimeError(f"backend {backend} has no servers")
+        return f"{up}/{len(stats)} servers UP in backend {backend}"
+
+    return _timed("haproxy", address, probe)
+
+
+def service(topo: Topology) -> list[Health]:
+    """Every piece of the service: database, cache, each instance's readiness, the load balancer."""
+    pieces = [postgres(topo.postgres_dsn)]
+    if topo.redis_url:
+        pieces.append(redis(topo.redis_url))
+    pieces += [http(inst.name, f"{inst.url}/health/ready") for inst in topo.app_instances]
+    if topo.haproxy_socket:
+        pieces.append(haproxy(topo.haproxy_socket, topo.haproxy_backend))
+    pieces.append(http("lb", f"{topo.lb_url}/health/ready"))
+    return pieces
+
+
+def _redact(dsn: str) -> str:
+    """Hide the password of a DSN in anything printed or journaled."""
+    if "://" in dsn and "@" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return dsn
+
+
+redact = _redact

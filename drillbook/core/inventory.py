@@ -1,0 +1,228 @@
+"""The Ansible inventory is drillbook's one configuration.
+
+Hosts, addresses and the thresholds every drill is judged against live in the
+inventory's group_vars. The Python side reads the very same files through
+Ansible's own inventory API and templating, so a value such as
+``postgres_port: "{{ lab_port_base | int + 32 }}"`` means the same thing to a
+playbook and to a probe. Capabilities describe their thresholds as pydantic
+models and load them with :meth:`Inventory.settings`, which turns a wrong value
+into one :class:`ConfigError` line naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from drillbook.core.errors import ConfigError
+from drillbook.core.paths import ANSIBLE_CFG, default_inventory
+
+M = TypeVar("M", bound=BaseModel)
+
+# Ansible must be told to fail on an inventory it cannot parse (it only warns by default).
+os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+os.environ.setdefault("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "true")
+os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
+os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
+
+
+@dataclass(frozen=True)
+class AppInstance:
+    """One instance of the service: the inventory host it runs on, its name and its base URL."""
+
+    host: str
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the pieces of the service answer, as seen from the control machine."""
+
+    lb_url: str
+    postgres_dsn: str
+    postgres_admin_dsn: str
+    redis_url: str | None
+    app_instances: tuple[AppInstance, ...]
+    haproxy_socket: str | None
+    haproxy_backend: str
+    haproxy_stats_url: str | None
+
+    def instance(self, name_or_index: str | int) -> AppInstance:
+        """An instance by name (``app-2``) or 1-based index."""
+        for i, inst in enumerate(self.app_instances, start=1):
+            if name_or_index in (inst.name, inst.host, i, str(i)):
+                return inst
+        known = ", ".join(i.name for i in self.app_instances)
+        raise ConfigError(f"no app instance {name_or_index!r} (known: {known})")
+
+
+def _plain(value: Any) -> Any:
+    """Strip Ansible's data tags: plain str/int/float/bool/list/dict for the rest of the code."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@functools.cache
+def _init_ansible_plugins(init: Any) -> None:
+    """Ansible's plugin loader may be initialised once per process (it warns on a second call)."""
+    init()
+
+
+class Inventory:
+    """A loaded inventory: host patterns, templated variables, typed settings, the topology."""
+
+    def __init__(self, path: Path) -> None:
+        from ansible.errors import AnsibleError
+        from ansible.inventory.manager import InventoryManager
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.plugins.loader import init_plugin_loader
+        from ansible.vars.manager import VariableManager
+
+        self.path = path.resolve()
+        if not self.path.exists():
+            raise ConfigError(f"inventory {path} does not exist")
+        _init_ansible_plugins(init_plugin_loader)
+        self._loader = DataLoader()
+        try:
+            self._inv = InventoryManager(loader=self._loader, sources=[str(self.path)])
+            self._vm = VariableManager(loader=self._loader, inventory=self._inv)
+        except AnsibleError as exc:
+            raise ConfigError(f"inventory {path} does not parse: {_first_line(exc)}") from exc
+        if not self._inv.list_hosts("all"):
+            raise ConfigError(f"inventory {path} has no hosts")
+        self._hostvars: dict[str, Any] = {}
+
+    # -- hosts -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """A short name for messages and journals: the path relative to the working directory."""
+        try:
+            return str(self.path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(self.path)
+
+    def hosts(self, pattern: str) -> list[str]:
+        """Host names matching an Ansible pattern (``app``, ``db[0]``, ``lab-app-1``), inventory order."""
+        return [h.name for h in self._inv.list_hosts(pattern)]
+
+    def has_group(self, group: str) -> bool:
+        return group in self._inv.groups and bool(self._inv.groups[group].get_hosts())
+
+    # -- variables ---------------------------------------------------------
+    def _raw_vars(self, host: str) -> Any:
+        if host not in self._hostvars:
+            from ansible.errors import AnsibleError
+
+            h = self._inv.get_host(host)
+            if h is None:
+                raise ConfigError(f"inventory {self.name} has no host {host!r}")
+            try:
+                self._hostvars[host] = self._vm.get_vars(host=h)
+            except AnsibleError as exc:
+                raise ConfigError(f"inventory {self.name}: {_first_line(exc)}") from exc
+        return self._hostvars[host]
+
+    def var(self, name: str, default: Any = None, *, host: str | None = None) -> Any:
+        """A variable templated as Ansible would for ``host`` (default: the inventory's first host)."""
+        from ansible.errors import AnsibleError
+        from ansible.template import Templar
+
+        host = host or self.hosts("all")[0]
+        variables = self._raw_vars(host)
+        if name not in variables:
+            return default
+        try:
+            return _plain(Templar(loader=self._loader, variables=variables).template(variables[name]))
+        except AnsibleError as exc:
+            raise ConfigError(
+                f"inventory {self.name}: variable {name} on host {host}: {_first_line(exc)}"
+            ) from exc
+
+    def require(self, name: str, *, host: str | None = None) -> Any:
+        value = self.var(name, host=host)
+        if value is None or value == "":
+            raise ConfigError(f"inventory {self.name}: variable {name} is not set (host {host or 'all'})")
+        return value
+
+    def settings(self, model: type[M], prefix: str = "") -> M:
+        """Validate every ``<prefix><field>`` variable into ``model``; unset ones keep the model's default."""
+        values = {}
+        for field in model.model_fields:
+            value = self.var(prefix + field)
+            if value is not None:
+                values[field] = value
+        try:
+            return model.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(
+                f"inventory {self.name}: variable {prefix}{field}={values.get(field)!r}: {err['msg']}"
+            ) from exc
+
+    # -- derived facts -----------------------------------------------------
+    @property
+    def environment(self) -> str:
+        """``drillbook_environment`` (lab, staging, production): production turns on the guards."""
+        return str(self.var("drillbook_environment", "unknown"))
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def lock_scope(self) -> str:
+        """What one lock covers: the inventory path, plus ``drillbook_lock_scope`` when set (two labs)."""
+        return f"{self.path}|{self.var('drillbook_lock_scope', '')}"
+
+    @functools.cached_property
+    def topology(self) -> Topology:
+        instances = tuple(
+            AppInstance(
+                host=h,
+                name=str(self.var("app_instance", h, host=h)),
+                url=str(self.require("app_url", host=h)).rstrip("/"),
+            )
+            for h in self.hosts("app")
+        )
+        lb_hosts = self.hosts("lb")
+        lb_host = lb_hosts[0] if lb_hosts else None
+        dsn = str(self.require("postgres_dsn"))
+        return Topology(
+            lb_url=str(self.require("lb_url")).rstrip("/"),
+            postgres_dsn=dsn,
+            postgres_admin_dsn=str(self.var("postgres_admin_dsn") or dsn),
+            redis_url=self.var("redis_url") if self.has_group("cache") else None,
+            app_instances=instances,
+            haproxy_socket=self.var("haproxy_admin_socket", host=lb_host) if lb_host else None,
+            haproxy_backend=str(self.var("haproxy_backend", "app")),
+            haproxy_stats_url=self.var("haproxy_stats_url", host=lb_host) if lb_host else None,
+        )
+
+
+def load_inventory(path: str | Path | None = None) -> Inventory:
+    """Load ``path``, or ``$DRILLBOOK_INVENTORY``, or the lab."""
+    return Inventory(Path(path) if path else default_inventory())

@@ -1,0 +1,190 @@
+"""HTTP probes sampled on a clock, and the questions drills ask of them.
+
+A probe loop samples one URL every ``interval_s`` on a fixed schedule (no drift:
+sample k is due at start + k x interval), records status and latency with both a
+monotonic and a wall-clock timestamp, and answers "when did it first go bad
+after t, and when good again". Each request has a short timeout and no retries:
+a retry would hide exactly the outage a drill is trying to see.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One probe request: when (monotonic and wall), what status (None = no answer), how long."""
+
+    t: float
+    wall: float
+    status: int | None
+    latency_ms: float
+    error: str | None = None
+    body: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+Judge = Callable[[Sample], bool]
+
+
+def status_ok(sample: Sample) -> bool:
+    return sample.ok
+
+
+@dataclass
+class Probe:
+    """What to sample and how: URL, interval, timeout, and what counts as good."""
+
+    name: str
+    url: str
+    interval_s: float = 0.1
+    timeout_s: float = 1.0
+    judge: Judge = status_ok
+    keep_body: bool = False
+
+
+def sample_once(client: httpx.Client, probe: Probe) -> Sample:
+    """One request; never raises, a transport error is a sample with status None."""
+    wall, t0 = time.time(), time.monotonic()
+    try:
+        resp = client.get(probe.url, timeout=probe.timeout_s)
+        return Sample(
+            t=t0,
+            wall=wall,
+            status=resp.status_code,
+            latency_ms=(time.monotonic() - t0) * 1000,
+            body=resp.text[:2000] if probe.keep_body else None,
+        )
+    except httpx.HTTPError as exc:
+        return Sample(
+            t=t0,
+            wall=wall,
+            status=None,
+            latency_ms=(time.monotonic() - t0) * 1000,
+            error=type(exc).__name__,
+        )
+
+
+@dataclass
+class ProbeLoop:
+    """A background thread sampling one probe until stopped."""
+
+    probe: Probe
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ProbeLoop:
+        self._thread = threading.Thread(target=self._loop, name=f"probe-{self.probe.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.probe.timeout_s + 2)
+        return self.samples
+
+    def _loop(self) -> None:
+        transport = httpx.HTTPTransport(retries=0)
+        with httpx.Client(transport=transport, headers={"User-Agent": "drillbook-probe"}) as client:
+            start = time.monotonic()
+            k = 0
+            while not self._stop.is_set():
+                self.samples.append(sample_once(client, self.probe))
+                k += 1
+                due = start + k * self.probe.interval_s
+                now = time.monotonic()
+                if due < now:  # a slow sample: skip the missed slots rather than bursting
+                    k = int((now - start) / self.probe.interval_s) + 1
+                    due = start + k * self.probe.interval_s
+                self._stop.wait(max(0.0, due - time.monotonic()))
+
+    # -- questions ---------------------------------------------------------------
+    def first_bad_after(self, t: float) -> Sample | None:
+        return first_where(self.samples, after=t, good=False, judge=self.probe.judge)
+
+    def first_good_after(self, t: float) -> Sample | None:
+        return first_where(self.samples, after=t, good=True, judge=self.probe.judge)
+
+
+def first_where(
+    samples: Iterable[Sample], *, after: float, good: bool, judge: Judge = status_ok
+) -> Sample | None:
+    """The first sample taken at or after ``after`` (monotonic) that is good (or bad)."""
+    for s in list(samples):
+        if s.t >= after and judge(s) == good:
+            return s
+    return None
+
+
+def stays(
+    samples: Iterable[Sample], *, start: float, end: float, good: bool, judge: Judge = status_ok
+) -> bool:
+    """True when every sample in [start, end] is good (or bad); vacuously false with no samples."""
+    window = [s for s in samples if start <= s.t <= end]
+    return bool(window) and all(judge(s) == good for s in window)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    data = sorted(values)
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+class ProbeSet:
+    """Several probe loops started and stopped together (one per app instance, say)."""
+
+    def __init__(self, probes: Iterable[Probe]) -> None:
+        self.loops = {p.name: ProbeLoop(p) for p in probes}
+
+    def __enter__(self) -> ProbeSet:
+        for loop in self.loops.values():
+            loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for loop in self.loops.values():
+            loop.stop()
+
+    def __getitem__(self, name: str) -> ProbeLoop:
+        return self.loops[name]
+
+    def all_good_now(self) -> bool:
+        return all(loop.samples and loop.probe.judge(loop.samples[-1]) for loop in self.loops.values())
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> float | None:
+    """Poll ``predicate`` until true; return the seconds it took, or None on timeout."""
+    t0 = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout_s:
+            return None
+        time.sleep(interval_s)
+
+
+def check_url(url: str, timeout_s: float = 2.0) -> Sample:
+    """A single probe of ``url`` (steady-state checks, lab status)."""
+    with httpx.Client(transport=httpx.HTTPTransport(retries=0)) as client:
+        return sample_once(client, Probe(name=url, url=url, timeout_s=timeout_s, keep_body=True))

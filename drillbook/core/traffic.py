@@ -1,0 +1,216 @@
+"""Background traffic at a fixed arrival rate, for drills that need a service under use.
+
+A canary judge with no traffic cannot judge, and a chaos drill must show what
+users saw during the outage. Requests are issued on schedule (an open model:
+request k is due at start + k / rps whether or not earlier ones finished) by a
+pool of worker threads, each with a short timeout and no retries, and every
+request is recorded with its timestamp, endpoint, status, latency and whether
+the answer was correct (not only "not 5xx": a read returns what was written).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from drillbook.core.probes import percentile
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to send: what, where, and how to judge the answer."""
+
+    endpoint: str  # a stable name for grouping: "GET /items/{id}"
+    method: str
+    path: str
+    json: Any = None
+    expect: Callable[[httpx.Response], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    t: float  # monotonic send time
+    wall: float
+    endpoint: str
+    status: int | None
+    latency_ms: float
+    ok: bool
+    error: str | None = None
+
+
+RequestSource = Callable[[int], Request]
+
+
+@dataclass
+class Traffic:
+    """Send ``source(k)`` at ``rps`` requests per second to ``base_url`` until stopped."""
+
+    base_url: str
+    rps: float
+    source: RequestSource
+    timeout_s: float = 2.0
+    workers: int = 32
+    poisson: bool = True
+    outcomes: list[Outcome] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Traffic:
+        if self.rps <= 0:
+            return self
+        self._thread = threading.Thread(target=self._schedule, name="traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[Outcome]:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.timeout_s + 5)
+        return self.snapshot()
+
+    def snapshot(self) -> list[Outcome]:
+        with self._lock:
+            return list(self.outcomes)
+
+    def __enter__(self) -> Traffic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _schedule(self) -> None:
+        rng = random.Random()
+        limits = httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers)
+        with (
+            httpx.Client(
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                limits=limits,
+                transport=httpx.HTTPTransport(retries=0, limits=limits),
+                headers={"User-Agent": "drillbook-traffic"},
+            ) as client,
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic") as pool,
+        ):
+            due = time.monotonic()
+            for k in itertools.count():
+                if self._stop.is_set():
+                    break
+                gap = rng.expovariate(self.rps) if self.poisson else 1.0 / self.rps
+                due += gap
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+                pool.submit(self._send, client, self.source(k))
+
+    def _send(self, client: httpx.Client, req: Request) -> None:
+        wall, t0 = time.time(), time.monotonic()
+        try:
+            resp = client.request(req.method, req.path, json=req.json)
+            ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
+            outcome = Outcome(t0, wall, req.endpoint, resp.status_code, (time.monotonic() - t0) * 1000, ok)
+        except httpx.HTTPError as exc:
+            outcome = Outcome(
+                t0, wall, req.endpoint, None, (time.monotonic() - t0) * 1000, False, type(exc).__name__
+            )
+        with self._lock:
+            self.outcomes.append(outcome)
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    requests: int
+    failed: int
+    error_pct: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    by_endpoint: dict[str, dict[str, float]]
+
+
+def summarize(
+    outcomes: Sequence[Outcome], start: float | None = None, end: float | None = None
+) -> TrafficStats:
+    """Error share and latency percentiles of requests sent within [start, end] (monotonic)."""
+    window = [o for o in outcomes if (start is None or o.t >= start) and (end is None or o.t <= end)]
+    failed = sum(1 for o in window if not o.ok)
+    lat = [o.latency_ms for o in window]
+    by: dict[str, dict[str, float]] = {}
+    for name in sorted({o.endpoint for o in window}):
+        rows = [o for o in window if o.endpoint == name]
+        bad = sum(1 for o in rows if not o.ok)
+        by[name] = {
+            "requests": len(rows),
+            "failed": bad,
+            "error_pct": round(100 * bad / len(rows), 3),
+            "p95_ms": round(percentile([o.latency_ms for o in rows], 95) or 0.0, 2),
+        }
+    return TrafficStats(
+        requests=len(window),
+        failed=failed,
+        error_pct=round(100 * failed / len(window), 3) if window else 0.0,
+        p50_ms=_r(percentile(lat, 50)),
+        p95_ms=_r(percentile(lat, 95)),
+        p99_ms=_r(percentile(lat, 99)),
+        by_endpoint=by,
+    )
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+def seed_items(base_url: str, count: int = 20, timeout_s: float = 5.0) -> dict[int, str]:
+    """Create ``count`` items through the API and return {id: value}, for reads that can be checked."""
+    items: dict[int, str] = {}
+    with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
+        for _ in range(count):
+            value = uuid.uuid4().hex
+            resp = client.post("/items", json={"name": "drillbook-traffic", "value": value})
+            resp.raise_for_status()
+            items[int(resp.json()["id"])] = value
+    return items
+
+
+def items_mix(items: dict[int, str], write_share: float = 0.2) -> RequestSource:
+    """Reads of known items (checked against what was written), writes, and a listing page."""
+    ids: list[int] = list(items)
+    rng = random.Random(7)
+
+    def read_expect(item_id: int) -> Callable[[httpx.Response], bool]:
+        return lambda resp: bool(resp.json().get("value") == items[item_id])
+
+    def source(k: int) -> Request:
+        roll = rng.random()
+        if roll < write_share:
+            return Request(
+                "POST /items",
+                "POST",
+                "/items",
+                json={"name": "drillbook-traffic", "value": f"w{k}"},
+                expect=lambda resp: resp.status_code == 201,
+            )
+        if roll < write_share + 0.05:
+            return Request("GET /items", "GET", "/items?limit=10")
+        item_id = ids[k % len(ids)]
+        return Request("GET /items/{id}", "GET", f"/items/{item_id}", expect=read_expect(item_id))
+
+    return source
+
+
+def constant(request: Request) -> RequestSource:
+    """The same request every time (a health endpoint, say)."""
+    return lambda _k: request
+
+
+def merge(outcomes: Iterable[Iterable[Outcome]]) -> list[Outcome]:
+    return sorted(itertools.chain.from_iterable(outcomes), key=lambda o: o.t)

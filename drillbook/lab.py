@@ -1,0 +1,106 @@
+"""The lab: bring the reference service up on this machine, report its health, take it down.
+
+``up`` builds the release artifact of the reference service (Python: it is a file
+on the control machine) and runs ``playbooks/lab.yml`` (Ansible: everything on the
+hosts). ``status`` asks every piece directly. ``down`` runs ``playbooks/lab-down.yml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drillbook.core import health
+from drillbook.core.ansible import PlaybookResult, ProgressFn, run_playbook
+from drillbook.core.errors import ConfigError
+from drillbook.core.inventory import Inventory
+
+
+@dataclass
+class LabStatus:
+    inventory: str
+    pieces: list[health.Health]
+    lb_url: str
+    postgres_dsn: str
+    redis_url: str | None
+    app_instances: list[str]
+    haproxy_socket: str | None
+    haproxy_stats_url: str | None
+
+    @property
+    def healthy(self) -> bool:
+        return all(p.ok for p in self.pieces)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inventory": self.inventory,
+            "healthy": self.healthy,
+            "lb_url": self.lb_url,
+            "postgres_dsn": self.postgres_dsn,
+            "redis_url": self.redis_url,
+            "app_instances": self.app_instances,
+            "haproxy_socket": self.haproxy_socket,
+            "haproxy_stats_url": self.haproxy_stats_url,
+            "pieces": [p.to_dict() for p in self.pieces],
+        }
+
+
+def artifact_path(inv: Inventory, version: str | None = None) -> Path:
+    artifact_dir = Path(str(inv.require("app_artifact_dir")))
+    return artifact_dir / f"refservice-{version or inv.require('app_version')}.tar.gz"
+
+
+def build_release(
+    inv: Inventory,
+    version: str,
+    *,
+    error_rate: float = 0.0,
+    latency_ms: int = 0,
+    misconfigure: tuple[str, ...] = (),
+) -> Path:
+    """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
+    from drillbook.release import build_release as build
+
+    if not 0.0 <= error_rate <= 1.0:
+        raise ConfigError(f"--error-rate must be between 0 and 1, got {error_rate}")
+    if latency_ms < 0:
+        raise ConfigError(f"--latency-ms must be >= 0, got {latency_ms}")
+    try:
+        return build(
+            version,
+            artifact_path(inv, version).parent,
+            error_rate=error_rate,
+            latency_ms=latency_ms,
+            misconfigure=misconfigure,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def up(inv: Inventory, progress: ProgressFn | None = None) -> PlaybookResult:
+    """Provision and start every piece; idempotent (a second run changes nothing)."""
+    if not artifact_path(inv).exists():
+        build_release(inv, str(inv.require("app_version")))
+    return run_playbook(inv, "lab.yml", progress=progress)
+
+
+def down(inv: Inventory, *, purge: bool = False, progress: ProgressFn | None = None) -> PlaybookResult:
+    """Stop everything; ``purge`` also deletes the lab's state directory."""
+    return run_playbook(
+        inv, "lab-down.yml", extravars={"lab_purge": purge}, progress=progress, cancellable=False
+    )
+
+
+def status(inv: Inventory) -> LabStatus:
+    topo = inv.topology
+    return LabStatus(
+        inventory=inv.name,
+        pieces=health.service(topo),
+        lb_url=topo.lb_url,
+        postgres_dsn=topo.postgres_dsn,
+        redis_url=topo.redis_url,
+        app_instances=[i.url for i in topo.app_instances],
+        haproxy_socket=topo.haproxy_socket,
+        haproxy_stats_url=topo.haproxy_stats_url,
+    )

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests marked ``lab`` share one real lab per session.
+
+The test lab is separate from a developer's own lab (``.lab-test`` under the
+repository, ports from 25400), so running the tests never disturbs ``inv demo``.
+Override with DRILLBOOK_LAB_DIR / DRILLBOOK_LAB_PORT_BASE; set
+DRILLBOOK_KEEP_LAB=1 to leave the lab running after the session (faster reruns).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drillbook.core.paths import REPO_ROOT
+
+os.environ.setdefault("DRILLBOOK_LAB_DIR", str(REPO_ROOT / ".lab-test"))
+os.environ.setdefault("DRILLBOOK_LAB_PORT_BASE", "25400")
+
+
+@pytest.fixture(scope="session")
+def lab_inventory() -> Any:
+    from drillbook.core.inventory import load_inventory
+    from drillbook.core.paths import LAB_INVENTORY
+
+    return load_inventory(LAB_INVENTORY)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_inventory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The real lab (PostgreSQL, Redis, HAProxy, three uvicorn instances), up for the whole session."""
+    from drillbook import lab as lab_
+
+    lab_.up(lab_inventory)
+    status = lab_.status(lab_inventory)
+    assert status.healthy, [p for p in status.pieces if not p.ok]
+    yield status.to_dict()
+    if not os.environ.get("DRILLBOOK_KEEP_LAB"):
+        lab_.down(lab_inventory)
+
+
+@pytest.fixture()
+def report_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Reports of drills run by a test go to its own temp dir."""
+    root = tmp_path / "reports"
+    monkeypatch.setenv("DRILLBOOK_REPORT_DIR", str(root))
+    return root
