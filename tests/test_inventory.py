@@ -61,3 +61,12 @@ def test_lab_topology_follows_port_base(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert topo.instance(2).name == "app-2" and topo.instance("app-3").host == "lab-app-3"
     with pytest.raises(ConfigError, match="no app instance"):
         topo.instance(7)
+
+
+def test_example_fleet_inventory_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_DB_PASSWORD", "from-env")
+    inv = load_inventory(Path(__file__).parents[1] / "inventory" / "example-staging")
+    topo = inv.topology
+    assert len(topo.app_instances) == 6 and inv.hosts("canary") == ["app-1.staging.example.internal"]
+    assert topo.postgres_dsn == "postgresql://app:from-env@10.20.1.10:5432/app"
+    assert topo.haproxy_socket == "10.20.0.5:9999" and inv.has_group("loadgen")

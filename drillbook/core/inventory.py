@@ -11,9 +11,10 @@ into one :class:`ConfigError` line naming the variable.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +86,36 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _collected_warnings() -> Iterator[list[str]]:
+    """Keep Ansible's per-plugin parse warnings off the terminal; return their reasons for one error line."""
+    from ansible.inventory import manager
+
+    reasons: list[str] = []
+    display = manager.display
+
+    def as_warning(msg: str = "", exception: BaseException | None = None, **_: Any) -> None:
+        cause = exception if exception is not None else msg
+        text = str(getattr(cause, "message", None) or cause)
+        origin = getattr(getattr(cause, "obj", None), "origin", None) or ""
+        line = text.strip().splitlines()[0] if text.strip() else str(msg)
+        reasons.append(f"{line} ({origin})" if origin else line)
+
+    def warning(msg: str, *_: Any, **__: Any) -> None:
+        reasons.append(str(msg))
+
+    saved = display.__dict__.get("error_as_warning"), display.__dict__.get("warning")
+    display.error_as_warning, display.warning = as_warning, warning
+    try:
+        yield reasons
+    finally:
+        for name, value in zip(("error_as_warning", "warning"), saved, strict=True):
+            if value is None:
+                display.__dict__.pop(name, None)
+            else:
+                setattr(display, name, value)
+
+
 @functools.cache
 def _init_ansible_plugins(init: Any) -> None:
     """Ansible's plugin loader may be initialised once per process (it warns on a second call)."""
@@ -106,11 +137,13 @@ class Inventory:
             raise ConfigError(f"inventory {path} does not exist")
         _init_ansible_plugins(init_plugin_loader)
         self._loader = DataLoader()
-        try:
-            self._inv = InventoryManager(loader=self._loader, sources=[str(self.path)])
-            self._vm = VariableManager(loader=self._loader, inventory=self._inv)
-        except AnsibleError as exc:
-            raise ConfigError(f"inventory {path} does not parse: {_first_line(exc)}") from exc
+        with _collected_warnings() as reasons:
+            try:
+                self._inv = InventoryManager(loader=self._loader, sources=[str(self.path)])
+                self._vm = VariableManager(loader=self._loader, inventory=self._inv)
+            except AnsibleError as exc:
+                why = reasons[0] if reasons else _first_line(exc)
+                raise ConfigError(f"inventory {path} does not parse: {why}") from exc
         if not self._inv.list_hosts("all"):
             raise ConfigError(f"inventory {path} has no hosts")
         self._hostvars: dict[str, Any] = {}
@@ -140,7 +173,11 @@ class Inventory:
             if h is None:
                 raise ConfigError(f"inventory {self.name} has no host {host!r}")
             try:
-                self._hostvars[host] = self._vm.get_vars(host=h)
+                from ansible.vars.hostvars import HostVars
+
+                variables = dict(self._vm.get_vars(host=h))
+                variables.setdefault("hostvars", HostVars(self._inv, self._vm, self._loader))
+                self._hostvars[host] = variables
             except AnsibleError as exc:
                 raise ConfigError(f"inventory {self.name}: {_first_line(exc)}") from exc
         return self._hostvars[host]

@@ -1,0 +1,83 @@
+"""``inv demo``: bring up the lab, run every drill once, print the scorecard.
+
+A newcomer's first command. Each capability contributes one or more steps; a
+step that errors does not stop the others (a demo that shows a failing drill is
+still a demo), but the exit code says whether everything passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drillbook.core.console import Progress, err, out
+from drillbook.core.drill import Drill, DrillContext, execute
+from drillbook.core.errors import DrillbookError
+from drillbook.core.inventory import Inventory
+from drillbook.core.journal import Journal
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One line of the demo: a label and how to build its drill (None when not applicable)."""
+
+    label: str
+    build: Callable[[Inventory], Drill]
+    expect: str = "pass"  # a deliberately bad canary is expected to fail
+
+
+@dataclass
+class DemoResult:
+    step: DemoStep
+    journal: Journal | None
+    error: str | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        return self.journal is not None and self.journal.verdict == self.step.expect
+
+
+def demo_steps() -> list[DemoStep]:
+    """The drills of every capability, in the order a release would meet them."""
+    return []
+
+
+def run_demo(inv: Inventory, report_root: Path, quiet: bool = False) -> list[DemoResult]:
+    from drillbook import lab
+
+    progress = Progress("demo")
+    t0 = time.monotonic()
+    progress("bringing up the lab")
+    lab.up(inv, progress=None if quiet else Progress("lab.up"))
+    results: list[DemoResult] = []
+    for step in demo_steps():
+        progress(f"{step.label}")
+        ctx = DrillContext(inventory=inv, report_root=report_root, quiet=quiet)
+        try:
+            journal = execute(step.build(inv), ctx)
+            results.append(DemoResult(step, journal))
+        except DrillbookError as exc:
+            err.print(f"[red]{step.label}: {exc}[/red]")
+            results.append(DemoResult(step, None, str(exc)))
+    progress(f"demo finished in {time.monotonic() - t0:.0f}s")
+    return results
+
+
+def print_results(results: list[DemoResult]) -> None:
+    from rich.table import Table
+
+    table = Table(title="drillbook demo")
+    for col in ("drill", "verdict", "expected", "report"):
+        table.add_column(col)
+    for r in results:
+        verdict = r.journal.verdict if r.journal else "error"
+        style = "green" if r.as_expected else "red"
+        table.add_row(
+            r.step.label,
+            f"[{style}]{verdict}[/{style}]",
+            r.step.expect,
+            (r.journal.report_dir or "") if r.journal else (r.error or ""),
+        )
+    out.print(table)
