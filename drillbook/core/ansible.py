@@ -70,6 +70,7 @@ class _EventCollector:
 
     def __init__(self, progress: ProgressFn | None) -> None:
         self.progress = progress
+        self._announced: set[str] = set()
         self.results: list[TaskResult] = []
         self.failures: list[TaskResult] = []
         self.unreachable: list[TaskResult] = []
@@ -78,11 +79,7 @@ class _EventCollector:
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {}) or {}
-        if kind == "playbook_on_task_start" and self.progress:
-            role = data.get("role")
-            task = data.get("task", "")
-            self.progress(f"{role} : {task}" if role else task)
-        elif kind.startswith("runner_on_") and kind != "runner_on_start":
+        if kind.startswith("runner_on_") and kind != "runner_on_start":
             res = data.get("res", {}) or {}
             status = {
                 "runner_on_ok": "changed" if res.get("changed") else "ok",
@@ -99,6 +96,7 @@ class _EventCollector:
                 at=time.time(),
             )
             self.results.append(row)
+            self._announce(row, data)
             if status == "failed" and not data.get("ignore_errors"):
                 self.failures.append(row)
             elif status == "unreachable":
@@ -106,6 +104,16 @@ class _EventCollector:
         elif kind == "playbook_on_stats":
             self.stats = {k: data.get(k, {}) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
         return True
+
+
+    def _announce(self, row: TaskResult, data: dict[str, Any]) -> None:
+        """One progress line per task that did something (skipped tasks stay quiet)."""
+        key = str(data.get("task_uuid") or row.task)
+        if self.progress is None or row.status == "skipped" or key in self._announced:
+            return
+        self._announced.add(key)
+        name = f"{row.role} : {row.task}" if row.role else row.task
+        self.progress(f"{name} [{row.status} on {row.host}]")
 
 
 def _message(res: Mapping[str, Any]) -> str:

@@ -3,8 +3,8 @@
 Redis is an optimisation here, so a Redis outage must cost hit ratio, not
 latency or errors:
 
-* every call has a short socket timeout and no retries (redis-py retries with
-  backoff by default, which would stack seconds onto a request);
+* every call is bounded by a short timeout (0.2 s) and never retried (redis-py
+  retries with backoff by default, which would stack seconds onto a request);
 * after a failure a circuit breaker skips Redis for BREAKER_S; then a single
   trial call is let through, and its success closes the breaker again;
 * invalidations that could not be delivered while the breaker was open are
@@ -14,6 +14,7 @@ latency or errors:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -38,16 +39,18 @@ class Cache:
     BREAKER_S = 1.0
     MAX_PENDING_INVALIDATIONS = 10_000
 
-    def __init__(self, url: str, ttl_s: int, socket_timeout_s: float = 0.2) -> None:
+    def __init__(self, url: str, ttl_s: int, timeout_s: float = 0.2) -> None:
         self.ttl_s = ttl_s
-        pool = ConnectionPool.from_url(
+        self.timeout_s = timeout_s
+        # The per-call bound is an asyncio.timeout in _call: redis-py's own
+        # socket_timeout wraps every write in asyncio.wait_for, a task per call.
+        self._pool = ConnectionPool.from_url(
             url,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
+            socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._redis = Redis(connection_pool=pool)
+        self._redis = Redis(connection_pool=self._pool)
         self._open = False
         self._retry_at = 0.0
         self._pending: set[str] = set()
@@ -89,11 +92,15 @@ class Cache:
             metrics.CACHE_BYPASSED.inc()
             return False, None
         try:
-            if self._pending:
-                await self._flush_invalidations()
-            result = await operation()
+            async with asyncio.timeout(self.timeout_s):
+                if self._pending:
+                    await self._flush_invalidations()
+                result = await operation()
         except _FAILURES as exc:
             self._failed(exc)
+            # A call cut off mid-write may leave a half-sent command on its
+            # connection: drop the idle connections rather than reuse one.
+            await self._pool.disconnect(inuse_connections=False)
             return False, None
         self._succeeded()
         return True, result
@@ -135,4 +142,3 @@ class Cache:
             return {"ok": False, "latency_ms": elapsed_ms(start), "error": f"{type(exc).__name__}: {exc}"}
         self._succeeded()
         return {"ok": True, "latency_ms": elapsed_ms(start)}
-

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from . import logs
 from .timing import bounded, elapsed_ms
 
 log = logs.get("db")
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -105,31 +106,70 @@ class Database:
 
     # -- use -----------------------------------------------------------------
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection; connectivity failures become DatabaseUnavailable.
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            return await (await conn.execute(sql, params)).fetchone()
 
-        The whole block (checkout and queries) is bounded by REFSVC_DB_TIMEOUT_S.
+        return await self.run(work)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            return await (await conn.execute(sql, params)).fetchall()
+
+        return await self.run(work)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the number of rows it touched."""
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            return (await conn.execute(sql, params)).rowcount
+
+        return await self.run(work)
+
+    async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run `work` on a pooled connection, within REFSVC_DB_TIMEOUT_S whatever happens.
+
+        The bound is hard (timing.bounded): against a frozen server a plain
+        asyncio timeout would wait for psycopg's own cancellation, up to ~10 s.
+        Connectivity failures become DatabaseUnavailable (answered 503).
         """
-        assert self._pool is not None, "Database.open() was not called"
+
+        async def borrow_and_work() -> T:
+            async with self._checkout() as conn:
+                return await work(conn)
+
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async with self._pool.connection() as conn:
-                    yield conn
+            result = await bounded(borrow_and_work(), self.timeout_s)
         except (psycopg.Error, TimeoutError) as exc:
             if is_connectivity_error(exc):
                 self.mark_suspect(exc)
-                raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+                raise DatabaseUnavailable(_describe(exc)) from exc
             raise
-        else:
-            self._last_ok = time.monotonic()
+        self._last_ok = time.monotonic()
+        return result
+
+    @asynccontextmanager
+    async def _checkout(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Borrow a connection; a request caught waiting on a replaced pool moves to the new one."""
+        pool = self._pool
+        assert pool is not None, "Database.open() was not called"
+        try:
+            conn = await pool.getconn()
+        except PoolClosed:
+            if self._pool is pool or self._pool is None:
+                raise
+            pool = self._pool
+            conn = await pool.getconn()
+        try:
+            async with conn:  # commit or roll back, as pool.connection() would
+                yield conn
+        finally:
+            await pool.putconn(conn)
 
     def mark_suspect(self, exc: BaseException | None = None) -> None:
         """Note that the pool failed; the watchdog decides whether to replace it."""
         if not self._suspect:
-            log.warning(
-                "database pool failing", extra={"fields": {"error": repr(exc) if exc else None}}
-            )
+            log.warning("database pool failing", extra={"fields": {"error": repr(exc) if exc else None}})
             self._suspect_since = time.monotonic()
         self._suspect = True
         self._wake.set()
@@ -201,23 +241,23 @@ class Database:
             await bounded(self._ping_fresh(), 1.0)
         except Exception:  # still down; try again on the next tick
             return
-        if self._last_ok > self._suspect_since:
-            self._suspect = False
-            return
-        try:
-            await bounded(self._ping_pool(), 0.5)
-        except Exception:  # the pool is the problem: replace it
-            await self._reset_pool()
-        else:
-            log.info("database pool healthy again")
+        if self._last_ok <= self._suspect_since:
+            try:
+                await bounded(self._ping_pool(), 0.5)
+            except Exception:  # the pool is the problem: replace it
+                await self._reset_pool()
         self._suspect = False
+        log.info(
+            "database reachable again",
+            extra={"fields": {"outage_s": round(time.monotonic() - self._suspect_since, 2)}},
+        )
 
     async def _reset_pool(self) -> None:
         old, new = self._pool, self._new_pool()
         await new.open(wait=False)
         self._pool = new
         self._last_reset = time.monotonic()
-        log.info("database pool replaced after an outage")
+        log.info("database pool replaced: the old one was still failing")
         if old is not None:
             task = asyncio.create_task(old.close(timeout=5.0))
             self._background.add(task)

@@ -193,13 +193,10 @@ class FaultMiddleware:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             if self.error_rate and random.random() < self.error_rate:
-                await send_error(
-                    send, 500, "internal_error", "injected fault", scope.get(REQUEST_ID_KEY, "")
-                )
+                await send_error(send, 500, "internal_error", "injected fault", scope.get(REQUEST_ID_KEY, ""))
                 return
         await self.app(scope, receive, send)
 
 
 def _is_items_path(path: str) -> bool:
     return path == "/items" or path.startswith("/items/")
-

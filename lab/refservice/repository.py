@@ -63,33 +63,23 @@ class Items:
         self._db = db
 
     async def create(self, name: str, value: str) -> tuple[Any, ...]:
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                f"INSERT INTO items (name, value) VALUES (%s, %s) RETURNING {_COLUMNS}",
-                (name, value),
-            )
-            row = await cur.fetchone()
+        row = await self._db.fetchone(
+            f"INSERT INTO items (name, value) VALUES (%s, %s) RETURNING {_COLUMNS}", (name, value)
+        )
         assert row is not None
         return row
 
     async def get(self, item_id: int) -> tuple[Any, ...] | None:
-        async with self._db.connection() as conn:
-            cur = await conn.execute(f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,))
-            return await cur.fetchone()
+        return await self._db.fetchone(f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,))
 
     async def update(self, item_id: int, name: str, value: str) -> tuple[Any, ...] | None:
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                f"UPDATE items SET name = %s, value = %s, updated_at = now()"
-                f" WHERE id = %s RETURNING {_COLUMNS}",
-                (name, value, item_id),
-            )
-            return await cur.fetchone()
+        return await self._db.fetchone(
+            f"UPDATE items SET name = %s, value = %s, updated_at = now() WHERE id = %s RETURNING {_COLUMNS}",
+            (name, value, item_id),
+        )
 
     async def delete(self, item_id: int) -> bool:
-        async with self._db.connection() as conn:
-            cur = await conn.execute("DELETE FROM items WHERE id = %s", (item_id,))
-            return cur.rowcount > 0
+        return await self._db.execute("DELETE FROM items WHERE id = %s", (item_id,)) > 0
 
     async def page(self, after_id: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         """Up to `limit` items with id > after_id in id order, and the next page's start.
@@ -98,12 +88,9 @@ class Items:
         offset, so rows inserted or deleted while a client pages never make it
         see an existing row twice or miss one.
         """
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE id > %s ORDER BY id LIMIT %s",
-                (after_id, limit + 1),
-            )
-            rows = await cur.fetchall()
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM items WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit + 1)
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         next_after = rows[-1][0] if more and rows else None

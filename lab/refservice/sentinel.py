@@ -72,13 +72,10 @@ class SentinelWriter:
             await asyncio.sleep(delay)
 
     async def _write(self) -> None:
-        async with self.db.connection() as conn:
-            await conn.execute("INSERT INTO sentinel (instance) VALUES (%s)", (self.instance,))
+        await self.db.execute("INSERT INTO sentinel (instance) VALUES (%s)", (self.instance,))
 
     async def _prune(self) -> None:
-        async with self.db.connection() as conn:
-            await conn.execute(
-                "DELETE FROM sentinel WHERE instance = %s"
-                " AND written_at < now() - make_interval(secs => %s)",
-                (self.instance, self.retention_s),
-            )
+        await self.db.execute(
+            "DELETE FROM sentinel WHERE instance = %s AND written_at < now() - make_interval(secs => %s)",
+            (self.instance, self.retention_s),
+        )

@@ -23,7 +23,11 @@ class Services:
     auth_limiter: TokenBucketLimiter | None
 
 
-def services(request: Request) -> Services:
-    """FastAPI dependency: the running process's services."""
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the running process's services.
+
+    Async on purpose: FastAPI runs plain `def` dependencies in a thread pool,
+    a thread hop per request for a dictionary lookup.
+    """
     found: Services = request.app.state.services
     return found

@@ -1,0 +1,514 @@
+"""Backup repositories: a local directory or an S3 bucket, with the same contract.
+
+Layout (a directory, or keys under ``<prefix>/`` in a bucket)::
+
+    <id>/pg/...             pg_dump -Fd output (toc.dat, one file per table)
+    <id>/redis/dump.rdb     Redis snapshot, when the inventory has a cache group
+    <id>/manifest.json      written last: its presence makes the backup exist
+    verified/<id>.json      the last restore drill of that backup (verdict, time, figures)
+
+Immutability: data files first, then the manifest in one atomic step (a rename
+on disk, a single PUT on S3). Listings only show ids with a manifest, so a
+backup interrupted half-way never appears, and deletion removes the manifest
+first for the same reason. Ids are UTC timestamps, so they sort by age.
+
+S3 goes through boto3's normal code path: the client honours ``endpoint_url``
+(any S3 API), region, server-side encryption and storage class from the
+inventory; credentials come only from the AWS chain; files travel through
+boto3's transfer manager (multipart above the threshold, parallel across
+files). Unreachable endpoints, missing buckets and refused credentials become
+one :class:`RepositoryError` line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from drillbook.backup.errors import BackupCorrupt, RepositoryError
+from drillbook.backup.manifest import MANIFEST, Manifest, fsync_tree
+from drillbook.backup.settings import BackupSettings
+from drillbook.core.errors import ConfigError
+from drillbook.core.journal import utc_stamp, write_atomic
+
+ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
+VERIFIED = "verified"
+Progress = Callable[[str], None]
+
+
+class VerificationRecord(BaseModel):
+    """The outcome of the last restore drill of one backup."""
+
+    backup_id: str
+    drill_at: str
+    verdict: str
+    verified_at: str | None  # drill_at when the drill passed, else None
+    total_s: float | None = None
+    rpo_s: float | None = None
+    report_dir: str | None = None
+
+
+@dataclass
+class Fetched:
+    """A backup made available as local files for pg_restore and the integrity check."""
+
+    path: Path
+    downloaded_bytes: int
+    temporary: bool  # True when the files were copied and must be removed afterwards
+
+    def cleanup(self) -> None:
+        if self.temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Repository(ABC):
+    kind: str = "?"
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where, for messages: a path or an s3:// URL."""
+
+    @abstractmethod
+    def check(self, *, write: bool = False) -> None:
+        """Raise :class:`RepositoryError` unless the repository can be read (and written)."""
+
+    @abstractmethod
+    def ids(self) -> list[str]:
+        """Every backup id present, complete or not, oldest first."""
+
+    @abstractmethod
+    def read_manifest(self, backup_id: str) -> Manifest | None:
+        """The manifest, None while the backup is incomplete; :class:`BackupCorrupt` if unreadable."""
+
+    @abstractmethod
+    def staging_dir(self, backup_id: str) -> Path:
+        """Where a new backup's files are written before :meth:`commit`."""
+
+    @abstractmethod
+    def commit(self, manifest: Manifest, staging: Path, progress: Progress | None = None) -> None:
+        """Store the files listed in the manifest, then the manifest itself, last and atomically."""
+
+    @abstractmethod
+    def abort(self, backup_id: str, staging: Path) -> None:
+        """Remove whatever a failed or interrupted backup left behind."""
+
+    @abstractmethod
+    def fetch(self, manifest: Manifest, dest_root: Path, progress: Progress | None = None) -> Fetched:
+        """Make the backup's files available locally (missing files are left for the integrity check)."""
+
+    @abstractmethod
+    def delete(self, backup_id: str) -> None:
+        """Delete a backup: manifest first, so a half-deleted backup is simply incomplete."""
+
+    @abstractmethod
+    def _read_record(self, backup_id: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _write_record(self, backup_id: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _delete_record(self, backup_id: str) -> None: ...
+
+    # -- shared ----------------------------------------------------------------
+    def new_id(self, at: datetime | None = None) -> str:
+        """A fresh, sortable id: the UTC time, with a suffix if that second is taken."""
+        base = utc_stamp(at or datetime.now(UTC))
+        taken = set(self.ids())
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        return candidate
+
+    def record(self, backup_id: str) -> VerificationRecord | None:
+        data = self._read_record(backup_id)
+        if data is None:
+            return None
+        try:
+            return VerificationRecord.model_validate_json(data)
+        except ValidationError:
+            return None
+
+    def write_record(self, record: VerificationRecord) -> None:
+        self._write_record(record.backup_id, record.model_dump_json(indent=2).encode() + b"\n")
+
+
+# -- local -------------------------------------------------------------------------------
+class LocalRepository(Repository):
+    """A directory on the control machine (the lab default; also NFS or a mounted volume)."""
+
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def check(self, *, write: bool = False) -> None:
+        if write:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                    pass
+            except OSError as exc:
+                raise RepositoryError(f"backup repository {self.root} is not writable: {exc}") from exc
+        elif not self.root.is_dir():
+            raise RepositoryError(f"backup repository {self.root} does not exist (no backup taken yet?)")
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and ID_RE.match(p.name))
+
+    def read_manifest(self, backup_id: str) -> Manifest | None:
+        path = self.root / backup_id / MANIFEST
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RepositoryError(f"cannot read {path}: {exc}") from exc
+        return Manifest.from_json(data, where=f"{backup_id}/{MANIFEST}")
+
+    def staging_dir(self, backup_id: str) -> Path:
+        path = self.root / backup_id
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def commit(self, manifest: Manifest, staging: Path, progress: Progress | None = None) -> None:
+        fsync_tree(staging)
+        write_atomic(staging / MANIFEST, manifest.to_json())
+
+    def abort(self, backup_id: str, staging: Path) -> None:
+        (self.root / backup_id / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(self.root / backup_id, ignore_errors=True)
+
+    def fetch(self, manifest: Manifest, dest_root: Path, progress: Progress | None = None) -> Fetched:
+        return Fetched(path=self.root / manifest.id, downloaded_bytes=0, temporary=False)
+
+    def delete(self, backup_id: str) -> None:
+        (self.root / backup_id / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(self.root / backup_id, ignore_errors=True)
+        self._delete_record(backup_id)
+
+    def _record_path(self, backup_id: str) -> Path:
+        return self.root / VERIFIED / f"{backup_id}.json"
+
+    def _read_record(self, backup_id: str) -> bytes | None:
+        try:
+            return self._record_path(backup_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _write_record(self, backup_id: str, data: bytes) -> None:
+        write_atomic(self._record_path(backup_id), data.decode())
+
+    def _delete_record(self, backup_id: str) -> None:
+        self._record_path(backup_id).unlink(missing_ok=True)
+
+
+# -- S3 ----------------------------------------------------------------------------------
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "UnrecognizedClientException",
+    "403",
+}
+_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Repository(Repository):
+    """A bucket (and prefix) reached through boto3; works with AWS and any S3 API (MinIO, moto)."""
+
+    kind = "s3"
+
+    def __init__(self, settings: BackupSettings, work_dir: Path) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        if not settings.s3_bucket:
+            raise ConfigError("backup_repository is s3 but backup_s3_bucket is not set")
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix.strip("/")
+        self.work_dir = work_dir
+        self.extra_args: dict[str, str] = {}
+        if settings.s3_sse:
+            self.extra_args["ServerSideEncryption"] = settings.s3_sse
+            if settings.s3_sse == "aws:kms" and settings.s3_kms_key_id:
+                self.extra_args["SSEKMSKeyId"] = settings.s3_kms_key_id
+        if settings.s3_storage_class:
+            self.extra_args["StorageClass"] = settings.s3_storage_class
+        mb = 1024 * 1024
+        self.transfer_config = TransferConfig(
+            multipart_threshold=settings.s3_multipart_threshold_mb * mb,
+            multipart_chunksize=settings.s3_multipart_chunk_mb * mb,
+            max_concurrency=settings.s3_max_concurrency,
+            use_threads=True,
+        )
+        with self._errors("create an S3 client"):
+            self.client = boto3.session.Session().client(
+                "s3",
+                region_name=settings.s3_region,
+                endpoint_url=settings.s3_endpoint_url,
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    max_pool_connections=max(10, settings.s3_max_concurrency * 2),
+                ),
+            )
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def _key(self, *parts: str) -> str:
+        return "/".join([self.prefix, *parts]) if self.prefix else "/".join(parts)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """botocore's exceptions as one :class:`RepositoryError` line saying what could not be done."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            yield
+        except NoCredentialsError:
+            raise RepositoryError(
+                f"{self.location_or_bucket()}: no AWS credentials found (environment, ~/.aws "
+                f"or instance role) to {action}"
+            ) from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchBucket",) or (code == "404" and action.startswith("reach")):
+                raise RepositoryError(f"bucket {self.bucket!r} does not exist ({action})") from None
+            if code in _DENIED:
+                raise RepositoryError(
+                    f"{self.location_or_bucket()}: access denied ({code}) trying to {action}; "
+                    "check the AWS credentials and the bucket policy"
+                ) from None
+            raise RepositoryError(f"{self.location_or_bucket()}: cannot {action}: {exc}") from None
+        except BotoCoreError as exc:
+            raise RepositoryError(f"{self.location_or_bucket()}: cannot {action}: {exc}") from None
+
+    def location_or_bucket(self) -> str:
+        return f"s3://{getattr(self, 'bucket', '?')}/{getattr(self, 'prefix', '')}".rstrip("/")
+
+    def check(self, *, write: bool = False) -> None:
+        with self._errors("reach the bucket"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def ids(self) -> list[str]:
+        found: list[str] = []
+        with self._errors("list backups"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            prefix = self._key("") if self.prefix else ""
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for cp in page.get("CommonPrefixes", []):
+                    name = str(cp["Prefix"])[len(prefix) :].strip("/")
+                    if ID_RE.match(name):
+                        found.append(name)
+        return sorted(found)
+
+    def _get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        with self._errors(f"read {key}"):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                return bytes(body.read())
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_KEY:
+                    return None
+                raise
+
+    def _put(self, key: str, data: bytes) -> None:
+        with self._errors(f"write {key}"):
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", **self.extra_args
+            )
+
+    def read_manifest(self, backup_id: str) -> Manifest | None:
+        data = self._get(self._key(backup_id, MANIFEST))
+        return None if data is None else Manifest.from_json(data, where=f"{backup_id}/{MANIFEST}")
+
+    def staging_dir(self, backup_id: str) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{backup_id}-", dir=self.work_dir))
+
+    def commit(self, manifest: Manifest, staging: Path, progress: Progress | None = None) -> None:
+        from boto3.s3.transfer import create_transfer_manager
+
+        if progress:
+            progress(
+                f"uploading {len(manifest.files)} files "
+                f"({manifest.total_bytes / 1e6:.1f} MB) to {self.location}"
+            )
+        with (
+            self._errors(f"upload backup {manifest.id}"),
+            create_transfer_manager(self.client, self.transfer_config) as manager,
+        ):
+            futures = [
+                manager.upload(
+                    str(staging / f.path),
+                    self.bucket,
+                    self._key(manifest.id, f.path),
+                    extra_args=self.extra_args,
+                )
+                for f in manifest.files
+            ]
+            for future in futures:
+                future.result()
+        self._put(self._key(manifest.id, MANIFEST), manifest.to_json().encode())
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def abort(self, backup_id: str, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+        with suppress(RepositoryError):
+            self._delete_prefix(backup_id)
+
+    def fetch(self, manifest: Manifest, dest_root: Path, progress: Progress | None = None) -> Fetched:
+        from boto3.s3.transfer import create_transfer_manager
+        from botocore.exceptions import ClientError
+
+        dest_root.mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix=f"{manifest.id}-", dir=dest_root))
+        fetched = Fetched(path=dest, downloaded_bytes=0, temporary=True)
+        try:
+            with (
+                self._errors(f"download backup {manifest.id}"),
+                create_transfer_manager(self.client, self.transfer_config) as manager,
+            ):
+                futures = []
+                for f in manifest.files:
+                    (dest / f.path).parent.mkdir(parents=True, exist_ok=True)
+                    futures.append(
+                        (f, manager.download(self.bucket, self._key(manifest.id, f.path), str(dest / f.path)))
+                    )
+                for entry, future in futures:
+                    try:
+                        future.result()
+                        fetched.downloaded_bytes += entry.size
+                    except ClientError as exc:
+                        code = str(exc.response.get("Error", {}).get("Code", ""))
+                        if code not in _MISSING_KEY:
+                            raise
+                        # left missing on purpose: the integrity check names it
+        except BaseException:
+            fetched.cleanup()
+            raise
+        return fetched
+
+    def _delete_prefix(self, backup_id: str) -> None:
+        with self._errors(f"delete backup {backup_id}"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            keys = [
+                obj["Key"]
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(backup_id, ""))
+                for obj in page.get("Contents", [])
+            ]
+            for i in range(0, len(keys), 1000):
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+                )
+
+    def delete(self, backup_id: str) -> None:
+        with self._errors(f"delete backup {backup_id}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(backup_id, MANIFEST))
+        self._delete_prefix(backup_id)
+        self._delete_record(backup_id)
+
+    def _read_record(self, backup_id: str) -> bytes | None:
+        return self._get(self._key(VERIFIED, f"{backup_id}.json"))
+
+    def _write_record(self, backup_id: str, data: bytes) -> None:
+        self._put(self._key(VERIFIED, f"{backup_id}.json"), data)
+
+    def _delete_record(self, backup_id: str) -> None:
+        with self._errors(f"delete the record of {backup_id}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(VERIFIED, f"{backup_id}.json"))
+
+
+# -- opening and listing -------------------------------------------------------------------
+def work_dir(settings: BackupSettings) -> Path:
+    """Scratch space on the control machine for staging uploads and downloads."""
+    return Path(settings.work_dir) if settings.work_dir else Path(tempfile.gettempdir()) / "drillbook-backup"
+
+
+def open_repository(settings: BackupSettings) -> Repository:
+    if settings.repository == "s3":
+        return S3Repository(settings, work_dir(settings))
+    if not settings.local_path:
+        raise ConfigError("backup_repository is local but backup_local_path is not set")
+    return LocalRepository(Path(settings.local_path).expanduser())
+
+
+@dataclass
+class BackupEntry:
+    """One backup as a listing shows it."""
+
+    id: str
+    manifest: Manifest | None
+    problem: str | None  # why the manifest cannot be read
+    record: VerificationRecord | None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None or self.problem is not None
+
+    @property
+    def verified_at(self) -> str | None:
+        return self.record.verified_at if self.record else None
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": self.id,
+            "started_at": m.started_at if m else None,
+            "finished_at": m.finished_at if m else None,
+            "bytes": m.total_bytes if m else None,
+            "db_size_bytes": m.db_size_bytes if m else None,
+            "tables": len(m.tables) if m else None,
+            "rows": m.rows if m else None,
+            "redis": (m.redis is not None) if m else None,
+            "verified_at": self.verified_at,
+            "last_drill": self.record.model_dump() if self.record else None,
+            "problem": self.problem,
+        }
+
+
+def list_backups(repo: Repository, *, include_incomplete: bool = False) -> list[BackupEntry]:
+    """Backups oldest first; incomplete ones (no manifest yet) only when asked for."""
+    entries = []
+    for backup_id in repo.ids():
+        problem = None
+        try:
+            manifest = repo.read_manifest(backup_id)
+        except BackupCorrupt as exc:
+            manifest, problem = None, str(exc)
+        if manifest is None and problem is None and not include_incomplete:
+            continue
+        entries.append(BackupEntry(backup_id, manifest, problem, repo.record(backup_id)))
+    return entries
+
+
+def dump_json(entries: list[BackupEntry]) -> str:
+    return json.dumps([e.to_dict() for e in entries], indent=2)

@@ -1,0 +1,371 @@
+"""Restoring a backup: choose it, fetch it, prove its files intact, pg_restore it, prove its data.
+
+The steps are separate functions so the restore drill can time and journal
+each one; :func:`restore_into` chains them for callers that just want a
+verified copy of a backup in a database (the migration rehearsal).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drillbook.backup.errors import BackupCorrupt, RestoreMismatch
+from drillbook.backup.manifest import FileProblem, Manifest, check_files
+from drillbook.backup.repository import Fetched, Repository, open_repository, work_dir
+from drillbook.backup.settings import BackupSettings, load_settings
+from drillbook.backup.take import source_dsn
+from drillbook.backup.tools import find_tool, run_tool
+from drillbook.core import interrupts, pgdata
+from drillbook.core.errors import ConfigError
+from drillbook.core.inventory import Inventory
+
+ProgressFn = Callable[[str], None]
+PhaseFn = Callable[[str], AbstractContextManager[Any]]
+
+
+@contextmanager
+def _no_phase(name: str) -> Iterator[None]:
+    yield
+
+
+# -- choosing -------------------------------------------------------------------------------
+def pick_backup(repo: Repository, backup_id: str | None = None) -> Manifest:
+    """The manifest of ``backup_id``, or of the newest complete backup.
+
+    Backups still being written (no manifest) are skipped; an unreadable
+    manifest is not skipped but raised as :class:`BackupCorrupt`, since it is
+    exactly what a restore drill exists to find.
+    """
+    if backup_id:
+        manifest = repo.read_manifest(backup_id)
+        if manifest is None:
+            known = repo.ids()
+            state = "is incomplete (no manifest)" if backup_id in known else "does not exist"
+            raise ConfigError(f"backup {backup_id} {state} in {repo.location}")
+        return manifest
+    for candidate in reversed(repo.ids()):
+        manifest = repo.read_manifest(candidate)
+        if manifest is not None:
+            return manifest
+    raise ConfigError(f"no complete backup in {repo.location}: run `inv backup.run` first")
+
+
+def restore_admin_dsn(inv: Inventory, settings: BackupSettings) -> str:
+    """Superuser DSN of the server restores go to: ``backup_restore_dsn``, else the inventory's admin DSN."""
+    return settings.restore_dsn or inv.topology.postgres_admin_dsn
+
+
+def protected_names(inv: Inventory, settings: BackupSettings) -> set[str]:
+    """Database names a restore must never create over or drop: the source's."""
+    return {pgdata.database_name(source_dsn(inv, settings)), pgdata.database_name(inv.topology.postgres_dsn)}
+
+
+# -- disk ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpaceCheck:
+    what: str
+    path: str
+    need_bytes: int
+    free_bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.free_bytes >= self.need_bytes
+
+    def __str__(self) -> str:
+        return (
+            f"{self.what} at {self.path}: need {self.need_bytes / 1e6:.0f} MB, "
+            f"free {self.free_bytes / 1e6:.0f} MB"
+        )
+
+
+def _free(path: Path) -> tuple[Path, int]:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe, shutil.disk_usage(probe).free
+
+
+def space_checks(
+    manifest: Manifest, repo: Repository, settings: BackupSettings, admin_dsn: str
+) -> tuple[list[SpaceCheck], list[str]]:
+    """Free space where the restore will write, when it can be known from here.
+
+    The download needs the backup's size on the control machine (S3 only); the
+    database needs about the source's size where the restore server keeps its
+    data, which is known when that server runs on this machine. Returns the
+    checks made and the ones that could not be made (for the journal).
+    """
+    checks: list[SpaceCheck] = []
+    unknown: list[str] = []
+    head = settings.disk_headroom
+    if repo.kind != "local":
+        where, free = _free(work_dir(settings))
+        checks.append(SpaceCheck("download", str(where), int(manifest.total_bytes * head), free))
+    params = pgdata.dsn_params(admin_dsn)
+    host = str(params.get("host") or "localhost")
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("/"):
+        with pgdata.connect(admin_dsn) as conn:
+            data_dir = pgdata.data_directory(conn)
+        if data_dir and Path(data_dir).exists():
+            where, free = _free(Path(data_dir))
+            checks.append(SpaceCheck("database", str(where), int(manifest.db_size_bytes * head), free))
+        else:
+            unknown.append(f"database: data directory of {pgdata.describe(admin_dsn)} not visible here")
+    else:
+        unknown.append(f"database: {host} is remote, its free space is not known from here")
+    return checks, unknown
+
+
+# -- fetching and integrity -------------------------------------------------------------------
+def fetch(
+    repo: Repository, manifest: Manifest, settings: BackupSettings, progress: ProgressFn | None = None
+) -> Fetched:
+    return repo.fetch(manifest, work_dir(settings), progress=progress)
+
+
+def integrity_problems(fetched: Fetched, manifest: Manifest, jobs: int) -> list[FileProblem]:
+    """Every file of the manifest present with its size and SHA-256, plus the RDB file readable."""
+    problems = check_files(fetched.path, manifest.files, jobs=max(2, jobs))
+    if manifest.redis and not any(p.path == manifest.redis.file for p in problems):
+        checker = shutil.which("redis-check-rdb")
+        if checker:
+            import subprocess
+
+            res = subprocess.run(
+                [checker, str(fetched.path / manifest.redis.file)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if res.returncode != 0:
+                last = [line for line in res.stdout.splitlines() if line.strip()][-1:] or ["invalid"]
+                problems.append(FileProblem(manifest.redis.file, f"redis-check-rdb: {last[0]}"))
+    return problems
+
+
+# -- restoring --------------------------------------------------------------------------------
+def pg_restore(
+    fetched: Fetched,
+    manifest: Manifest,
+    target_dsn: str,
+    *,
+    jobs: int,
+    no_owner: bool,
+    pg_bin_dir: str | None = None,
+    timeout_s: float | None = None,
+) -> float:
+    """``pg_restore -j N`` of the backup's dump into an existing, empty database; returns seconds."""
+    with pgdata.connect(target_dsn) as conn:
+        server_major = pgdata.server_info(conn).major
+    tool = find_tool("pg_restore", max(server_major, manifest.server_version_num // 10000), pg_bin_dir)
+    conn_args = pgdata.tool_env(target_dsn)
+    argv = [
+        str(tool.path),
+        f"--dbname={conn_args.conninfo}",
+        f"--jobs={jobs}",
+        "--exit-on-error",
+        str(fetched.path / manifest.dump.directory),
+    ]
+    if no_owner:
+        argv[3:3] = ["--no-owner", "--no-privileges"]
+    return run_tool(argv, env=conn_args.env, what="pg_restore", timeout_s=timeout_s)
+
+
+# -- verifying --------------------------------------------------------------------------------
+@dataclass
+class TableCheck:
+    table: str
+    expected_rows: int | None
+    rows: int | None
+    checksum_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.expected_rows is not None and self.rows == self.expected_rows and self.checksum_ok
+
+    def __str__(self) -> str:
+        if self.expected_rows is None:
+            return f"{self.table}: not in the backup's manifest"
+        if self.rows is None:
+            return f"{self.table}: missing from the restored database"
+        if self.rows != self.expected_rows:
+            return f"{self.table}: {self.rows} rows, manifest says {self.expected_rows}"
+        return (
+            f"{self.table}: checksum differs from the manifest"
+            if not self.checksum_ok
+            else f"{self.table}: ok"
+        )
+
+
+@dataclass
+class VerifyResult:
+    tables: list[TableCheck] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> list[TableCheck]:
+        return [t for t in self.tables if not t.ok]
+
+    @property
+    def tables_verified(self) -> int:
+        return sum(1 for t in self.tables if t.ok)
+
+    @property
+    def rows_verified(self) -> int:
+        return sum(t.rows or 0 for t in self.tables if t.ok)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def verify_tables(dsn: str, manifest: Manifest, jobs: int) -> VerifyResult:
+    """Row counts and checksums of every table in the restored database against the manifest."""
+    actual = pgdata.fingerprints(dsn, jobs=jobs)
+    names = sorted(set(actual) | set(manifest.tables))
+    result = VerifyResult()
+    for name in names:
+        want = manifest.tables.get(name)
+        got = actual.get(name)
+        result.tables.append(
+            TableCheck(
+                table=name,
+                expected_rows=want.rows if want else None,
+                rows=got.rows if got else None,
+                checksum_ok=bool(want and got and want.checksum == got.checksum),
+            )
+        )
+    return result
+
+
+# -- all in one -------------------------------------------------------------------------------
+@dataclass
+class RestoreResult:
+    """A backup restored (and by default verified) into ``database``."""
+
+    backup_id: str
+    manifest: Manifest
+    database: str
+    dsn: str  # superuser DSN of the restored database
+    download_s: float
+    integrity_s: float
+    restore_s: float
+    verify_s: float
+    restored_bytes: int
+    verify: VerifyResult | None
+
+
+def restore_into(
+    inv: Inventory,
+    database: str,
+    *,
+    backup_id: str | None = None,
+    settings: BackupSettings | None = None,
+    repository: Repository | None = None,
+    admin_dsn: str | None = None,
+    replace: bool = False,
+    allow_source: bool = False,
+    verify: bool = True,
+    progress: ProgressFn | None = None,
+    phase: PhaseFn | None = None,
+) -> RestoreResult:
+    """Restore a backup (``backup_id``, default the newest) into a new database named ``database``.
+
+    The database is created on the restore server (``admin_dsn``, default
+    ``backup_restore_dsn`` or the inventory's admin DSN); the source's name is
+    refused unless ``allow_source`` (and then an existing database is only
+    dropped with ``replace`` too). Files are checked against their SHA-256
+    before pg_restore, and with ``verify`` every table's rows and checksum
+    after. On any failure, including an interrupt, the database this call
+    created is dropped again. Raises :class:`BackupCorrupt`,
+    :class:`RestoreMismatch`, ``BackupFailed``, ``RepositoryError``,
+    ``ConfigError``.
+
+    Callers inside a drill should also register the drop with
+    ``run.on_restore`` (``pgdata.drop_database(result.dsn_admin, name)``) when
+    they keep the database beyond this call.
+    """
+    settings = settings or load_settings(inv)
+    repo = repository or open_repository(settings)
+    say = progress or (lambda _msg: None)
+    step = phase or _no_phase
+    admin = admin_dsn or restore_admin_dsn(inv, settings)
+    protect = set() if allow_source else protected_names(inv, settings)
+    pgdata.guard(database, protect)
+    jobs = settings.effective_jobs
+
+    repo.check()
+    manifest = pick_backup(repo, backup_id)
+    say(f"restoring backup {manifest.id} from {repo.location} into {database}")
+    t = time.monotonic()
+    with step("download"):
+        fetched = fetch(repo, manifest, settings, progress=say)
+    download_s = time.monotonic() - t
+    created = False
+    try:
+        t = time.monotonic()
+        with step("integrity"):
+            problems = integrity_problems(fetched, manifest, jobs)
+        integrity_s = time.monotonic() - t
+        if problems:
+            raise BackupCorrupt(
+                f"backup {manifest.id}: {len(problems)} bad file(s): " + "; ".join(map(str, problems[:5])),
+                [str(p) for p in problems],
+            )
+        t = time.monotonic()
+        with step("restore"):
+            with pgdata.connect(admin) as conn:
+                if pgdata.database_exists(conn, database) and not replace:
+                    raise ConfigError(f"database {database!r} already exists on {pgdata.describe(admin)}")
+            created = True  # from here on the database is this call's to drop on failure
+            pgdata.create_database(admin, database, protect=protect, replace=replace)
+            target = pgdata.dsn_for(admin, database)
+            pg_restore(
+                fetched,
+                manifest,
+                target,
+                jobs=jobs,
+                no_owner=not pgdata.same_server(admin, source_dsn(inv, settings)),
+                pg_bin_dir=settings.pg_bin_dir,
+            )
+        restore_s = time.monotonic() - t
+        with pgdata.connect(target) as conn:
+            restored_bytes = pgdata.database_size(conn)
+        result = None
+        t = time.monotonic()
+        if verify:
+            with step("verify"):
+                result = verify_tables(target, manifest, jobs)
+            if not result.ok:
+                raise RestoreMismatch(
+                    f"restored {database} differs from backup {manifest.id}: "
+                    + "; ".join(map(str, result.mismatches[:5])),
+                    [str(m) for m in result.mismatches],
+                )
+        verify_s = time.monotonic() - t
+        say(f"restored {manifest.id} into {database} in {restore_s:.1f}s")
+        return RestoreResult(
+            backup_id=manifest.id,
+            manifest=manifest,
+            database=database,
+            dsn=target,
+            download_s=download_s,
+            integrity_s=integrity_s,
+            restore_s=restore_s,
+            verify_s=verify_s,
+            restored_bytes=restored_bytes,
+            verify=result,
+        )
+    except BaseException:
+        if created:
+            with interrupts.shielded():
+                pgdata.drop_database(admin, database, protect=protect)
+        raise
+    finally:
+        fetched.cleanup()

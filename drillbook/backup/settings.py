@@ -1,0 +1,88 @@
+"""``backup_*`` inventory variables as one validated model.
+
+Every field ``x`` is read from the inventory variable ``backup_x`` (see
+``inventory/lab/group_vars/all/backup.yml`` for the documented list); a wrong
+value fails at load time as one ConfigError line naming the variable.
+Credentials are deliberately absent: S3 access comes from the usual AWS chain
+(environment, shared config/credentials files, instance or task role).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from drillbook.core.inventory import Inventory
+
+
+class VerifyQuery(BaseModel):
+    """A SQL assertion run in the restored database: one value, compared with ``expect``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    sql: str
+    expect: Any = True
+
+
+class BackupSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # -- where backups go ------------------------------------------------------
+    repository: Literal["local", "s3"] = "local"
+    local_path: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "drillbook"
+    s3_region: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] | None = None
+    s3_kms_key_id: str | None = None
+    s3_storage_class: str | None = None
+    s3_multipart_threshold_mb: int = Field(default=64, ge=5)
+    s3_multipart_chunk_mb: int = Field(default=64, ge=5)
+    s3_max_concurrency: int = Field(default=8, ge=1)
+    work_dir: str | None = None
+
+    # -- what and how to dump --------------------------------------------------
+    source_dsn: str | None = None
+    restore_dsn: str | None = None
+    jobs: int | None = Field(default=None, ge=1)
+    compression: int = Field(default=1, ge=0, le=9)
+    pg_bin_dir: str | None = None
+    redis: bool = True
+    redis_timeout_s: float = Field(default=300, gt=0)
+
+    # -- restore drill ---------------------------------------------------------
+    rto_s: float = Field(default=900, gt=0)
+    rpo_target_s: float | None = Field(default=None, gt=0)
+    max_age_s: float | None = Field(default=None, gt=0)
+    rpo_query: str | None = "SELECT max(written_at) FROM sentinel"
+    verify_queries: list[VerifyQuery] = Field(default_factory=list)
+    scratch_prefix: str = Field(default="drillbook_restore", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    disk_headroom: float = Field(default=1.2, ge=1.0)
+    boot_app_timeout_s: float = Field(default=60, gt=0)
+
+    # -- retention -------------------------------------------------------------
+    keep_last: int = Field(default=7, ge=1)
+    keep_daily: int = Field(default=7, ge=0)
+    incomplete_grace_s: float = Field(default=86400, ge=0)
+
+    @field_validator("verify_queries", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def effective_jobs(self) -> int:
+        """``jobs`` or the control machine's core count."""
+        return self.jobs or os.cpu_count() or 1
+
+
+def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
+    """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top."""
+    settings = inv.settings(BackupSettings, prefix="backup_")
+    if overrides:
+        settings = BackupSettings.model_validate({**settings.model_dump(), **overrides})
+    return settings

@@ -1,0 +1,137 @@
+"""Traffic shifting: the canary's share of the backend, set through HAProxy's runtime API.
+
+A share of w % means the canary servers' weights are w % of the backend's total
+weight, so with round-robin or leastconn they receive w % of new requests. The
+baseline keeps its configured weights while it can (its servers go on serving as
+before) and the canary's weight is derived from them; only when the canary would
+need more than HAProxy's maximum weight (256) is the baseline scaled down, and a
+share of 100 % sets the baseline to 0. Weights are integers, so the share set is
+the nearest one the integers allow; :meth:`Weights.set_share` returns it.
+
+"Restore" always means the weights in HAProxy's configuration (``get weight``
+answers "current (initial)"), not whatever a crashed run left behind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from drillbook.core.errors import ConfigError
+from drillbook.core.haproxy import HAProxy
+
+MAX_WEIGHT = 256
+
+
+@dataclass(frozen=True)
+class ServerWeight:
+    server: str
+    current: int
+    initial: int
+
+
+def read_weight(haproxy: HAProxy, backend: str, server: str) -> ServerWeight:
+    """``get weight`` answers "current (initial N)" (HAProxy 2.x) or "current (N)"."""
+    answer = haproxy.command(f"get weight {backend}/{server}").strip()
+    numbers = re.findall(r"\d+", answer)
+    if not numbers or not answer[:1].isdigit():
+        raise ConfigError(f"HAProxy: unexpected answer to get weight {backend}/{server}: {answer!r}")
+    current = int(numbers[0])
+    return ServerWeight(server, current, int(numbers[1]) if len(numbers) > 1 else current)
+
+
+def split(share: float, canary: Sequence[int], baseline: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Weights for canary and baseline servers giving the canary ``share`` (0..1) of the total.
+
+    ``canary`` and ``baseline`` are the servers' configured weights; a canary server
+    configured at 0 counts as 1 (it must be able to take traffic).
+    """
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be within 0..1, got {share}")
+    if not canary:
+        raise ValueError("no canary servers")
+    if share == 0:
+        return [0] * len(canary), list(baseline)
+    base_total = sum(baseline)
+    c_shape = [max(1, w) for w in canary]
+    if share == 1 or base_total == 0:
+        return c_shape, [0] * len(baseline)
+    c_total = sum(c_shape)
+    # canary total T with T / (T + base_total) = share
+    wanted = share * base_total / (1 - share)
+    scale_c = wanted / c_total
+    scale_b = 1.0
+    top = max(c_shape) * scale_c
+    if top > MAX_WEIGHT:  # the canary cannot grow further: shrink the baseline instead
+        scale_b = MAX_WEIGHT / top
+        scale_c *= scale_b
+    c_weights = [min(MAX_WEIGHT, max(1, round(w * scale_c))) for w in c_shape]
+    b_weights = [max(1, round(w * scale_b)) if w else 0 for w in baseline]
+    return c_weights, b_weights
+
+
+def achieved(canary: Sequence[int], baseline: Sequence[int]) -> float:
+    total = sum(canary) + sum(baseline)
+    return sum(canary) / total if total else 0.0
+
+
+class Weights:
+    """The canary and baseline servers of one backend, and their weights."""
+
+    def __init__(
+        self, haproxy: HAProxy, backend: str, canary: Sequence[str], baseline: Sequence[str]
+    ) -> None:
+        if not canary:
+            raise ConfigError("no canary servers to shift traffic to")
+        overlap = set(canary) & set(baseline)
+        if overlap:
+            raise ConfigError(f"servers both canary and baseline: {sorted(overlap)}")
+        self.haproxy = haproxy
+        self.backend = backend
+        self.canary = list(canary)
+        self.baseline = list(baseline)
+        self._initial: dict[str, int] | None = None
+
+    def read(self, server: str) -> ServerWeight:
+        return read_weight(self.haproxy, self.backend, server)
+
+    def all(self) -> list[ServerWeight]:
+        return [self.read(s) for s in [*self.canary, *self.baseline]]
+
+    @property
+    def initial(self) -> dict[str, int]:
+        """Configured weights, read once (they do not change at run time)."""
+        if self._initial is None:
+            self._initial = {w.server: w.initial for w in self.all()}
+        return self._initial
+
+    def drifted(self) -> list[ServerWeight]:
+        """Servers whose weight is not the configured one (a run interrupted without its restore)."""
+        return [w for w in self.all() if w.current != w.initial]
+
+    def set_share(self, percent: float) -> float:
+        """Give the canary ``percent`` % of the backend; return the share actually set (percent)."""
+        init = self.initial
+        c, b = split(percent / 100, [init[s] for s in self.canary], [init[s] for s in self.baseline])
+        pairs = list(zip(self.canary, c, strict=True)) + list(zip(self.baseline, b, strict=True))
+        for server, weight in pairs:
+            self.haproxy.set_weight(self.backend, server, weight)
+        return round(100 * achieved(c, b), 2)
+
+    def canary_off(self) -> None:
+        """Canary weight 0 at once: the first thing any rollback does."""
+        for server in self.canary:
+            self.haproxy.set_weight(self.backend, server, 0)
+
+    def restore(self) -> None:
+        """Back to the configured weights: baseline first, then canary (no moment with more canary)."""
+        init = self.initial
+        for server in [*self.baseline, *self.canary]:
+            self.haproxy.set_weight(self.backend, server, init[server])
+
+    def shares(self) -> dict[str, float]:
+        """Each server's current share of the backend, in percent."""
+        weights = self.all()
+        total = sum(w.current for w in weights)
+        return {w.server: round(100 * w.current / total, 2) if total else 0.0 for w in weights}

@@ -1,0 +1,131 @@
+"""``chaos.recover``: put back everything a chaos drill may have stopped.
+
+A drill's restore phase runs on pass, fail, error, Ctrl-C and SIGTERM, but not
+when the control machine itself dies (SIGKILL, a lost laptop, a CI runner that
+timed out). Then PostgreSQL, Redis or an app instance stays down. This drill
+starts every service a chaos drill can kill, in dependency order (database,
+cache, app instances), each through the same role task files the drills use
+(``start`` then ``wait_ready``), and then waits until every piece is healthy.
+Starting a running service changes nothing, so it is safe to run any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from drillbook.chaos.plan import ChaosSettings, load_settings
+from drillbook.chaos.witness import Check, host_port, pg_address, postgres_check, redis_check, tcp_check
+from drillbook.core import health
+from drillbook.core.ansible import run_playbook
+from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.errors import DrillbookError
+from drillbook.core.inventory import Inventory
+from drillbook.core.probes import wait_until
+
+PLAYBOOK = "chaos.yml"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    role: str
+    pattern: str
+    witnesses: tuple[tuple[str, Check], ...]
+
+
+def services(inv: Inventory, s: ChaosSettings) -> list[Service]:
+    """The services chaos drills kill, in the order they must come back."""
+    topo = inv.topology
+    out = []
+    pg = pg_address(topo.postgres_dsn)
+    out.append(
+        Service(
+            "postgres",
+            "postgres",
+            s.db_target,
+            ((f"{pg.host}:{pg.port}", postgres_check(pg.host, pg.port, pg.user, pg.database)),),
+        )
+    )
+    if topo.redis_url and inv.hosts(s.cache_target):
+        host, port = host_port(topo.redis_url, 6379)
+        out.append(Service("redis", "redis", s.cache_target, ((f"{host}:{port}", redis_check(host, port)),)))
+    apps = []
+    for inst in topo.app_instances:
+        host, port = host_port(inst.url, 80)
+        apps.append((inst.name, tcp_check(host, port)))
+    out.append(Service("app", "app", s.app_target, tuple(apps)))
+    return out
+
+
+class Recover(Drill):
+    """Start PostgreSQL, Redis and every app instance unless running; wait until all is healthy."""
+
+    name: ClassVar[str] = "chaos.recover"
+    runbook: ClassVar[str | None] = "runbooks/db-outage.md"
+
+    def __init__(self, settings: ChaosSettings) -> None:
+        super().__init__(thresholds=settings)
+        self.s = settings
+        self.services: list[Service] = []
+        self.last: list[health.Health] = []
+
+    @classmethod
+    def for_inventory(cls, inv: Inventory) -> Recover:
+        return cls(load_settings(inv))
+
+    def preflight(self, run: DrillRun) -> None:
+        self.services = services(run.inventory, self.s)
+        down = []
+        for svc in self.services:
+            for where, check in svc.witnesses:
+                up, detail = check()
+                if not up:
+                    down.append(f"{svc.name} {where}: {detail}")
+        run.measure("down_before", down, witness="direct protocol probes")
+        run.note("down: " + "; ".join(down) if down else "every service accepts connections already")
+
+    def act(self, run: DrillRun) -> None:
+        started: dict[str, int] = {}
+        failed: list[str] = []
+        for svc in self.services:
+            with run.phase(f"start-{svc.name}") as record:
+                try:
+                    pb = run_playbook(
+                        run.inventory,
+                        PLAYBOOK,
+                        limit=svc.pattern,
+                        extravars={
+                            "chaos_target": svc.pattern,
+                            "chaos_role": svc.role,
+                            "chaos_action": "start",
+                        },
+                        progress=run.note,
+                        cancellable=False,
+                    )
+                except DrillbookError as exc:  # go on with the others, report at the end
+                    record.ok = False
+                    record.detail = str(exc)
+                    failed.append(f"{svc.name}: {exc}")
+                    continue
+                started[svc.name] = pb.changed
+                record.detail = f"{pb.changed} changed"
+        run.measure("changed", started, witness="ansible-runner stats")
+        run.measure("start_failures", failed)
+
+    def observe(self, run: DrillRun) -> None:
+        topo = run.inventory.topology
+        last: list[health.Health] = []
+
+        def all_healthy() -> bool:
+            nonlocal last
+            last = health.service(topo)
+            return all(p.ok for p in last)
+
+        waited = wait_until(all_healthy, self.s.recovery_limit_s, 0.25)
+        run.measure("healthy_after_s", round(waited, 3) if waited is not None else None)
+        self.last = last
+
+    def verify(self, run: DrillRun) -> None:
+        for piece in self.last:
+            run.check_true(f"healthy:{piece.piece}", piece.ok, "" if piece.ok else piece.detail)

@@ -1,0 +1,90 @@
+"""The checklist for people: a rich table in the terminal, Markdown, or one static HTML page."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import jinja2
+from rich.table import Table
+
+from drillbook.checklist.model import SECTIONS
+from drillbook.checklist.status import ItemStatus, summary_line
+
+STATE_STYLE = {"proven": "green", "failing": "bold red", "stale": "yellow", "unproven": "dim"}
+STATE_MARK = {"proven": "PROVEN", "failing": "FAILING", "stale": "STALE", "unproven": "unproven"}
+
+
+def _ordered(statuses: Sequence[ItemStatus]) -> list[ItemStatus]:
+    return sorted(statuses, key=lambda s: SECTIONS.index(s.item.section))
+
+
+def table(statuses: Sequence[ItemStatus]) -> Table:
+    t = Table(title="production-readiness checklist", caption=summary_line(statuses), show_lines=False)
+    for col in ("section", "id", "status", "statement", "evidence", "reason"):
+        t.add_column(col, overflow="fold")
+    for st in _ordered(statuses):
+        style = STATE_STYLE[st.state]
+        status = f"[{style}]{STATE_MARK[st.state]}[/{style}]" + ("" if st.required else " (optional)")
+        evidence = st.item.evidence.describe() + (f"\n{st.evidence_path}" if st.evidence_path else "")
+        t.add_row(st.item.section, st.item.id, status, st.item.statement, evidence, st.reason)
+    return t
+
+
+def markdown(statuses: Sequence[ItemStatus], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    lines = [
+        "# Production-readiness checklist",
+        "",
+        f"{summary_line(statuses)} (as of {now.strftime('%Y-%m-%d %H:%M UTC')})",
+        "",
+        "| section | item | status | statement | evidence | reason |",
+        "|---|---|---|---|---|---|",
+    ]
+    for st in _ordered(statuses):
+        evidence = st.item.evidence.describe()
+        if st.evidence_path:
+            evidence += f" ([journal]({st.evidence_path}/journal.json))"
+        optional = "" if st.required else " (optional)"
+        lines.append(
+            f"| {st.item.section} | {st.item.id} | **{STATE_MARK[st.state]}**{optional} | "
+            f"{st.item.statement.replace('|', '/')} | {evidence} | {st.reason.replace('|', '/')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+_PAGE = jinja2.Template(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Production-readiness checklist</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+table{border-collapse:collapse;width:100%}
+th,td{border:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.proven{color:#17803d;font-weight:600}.failing{color:#c62828;font-weight:700}
+.stale{color:#b26a00;font-weight:600}.unproven{color:#888}
+</style></head><body>
+<h1>Production-readiness checklist</h1>
+<p>{{ summary }} &middot; as of {{ now }}</p>
+<table><tr><th>section</th><th>item</th><th>status</th><th>statement</th><th>evidence</th><th>reason</th></tr>
+{% for st in statuses %}<tr><td>{{ st.item.section }}</td><td>{{ st.item.id }}</td>
+<td class="{{ st.state }}">{{ marks[st.state] }}{% if not st.required %} (optional){% endif %}</td>
+<td>{{ st.item.statement }}</td><td>{{ st.item.evidence.describe() }}
+{% if st.evidence_path %}<br><a href="{{ st.evidence_path }}/journal.json">journal</a>{% endif %}</td>
+<td>{{ st.reason }}</td></tr>
+{% endfor %}</table></body></html>
+""",
+    autoescape=True,
+)
+
+
+def html_page(statuses: Sequence[ItemStatus], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return str(
+        _PAGE.render(
+            statuses=_ordered(statuses),
+            summary=html.escape(summary_line(statuses)),
+            now=now.strftime("%Y-%m-%d %H:%M UTC"),
+            marks=STATE_MARK,
+        )
+    )

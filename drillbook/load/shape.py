@@ -1,0 +1,513 @@
+"""The Locust side of a load run: arrival-rate pacing, a user pool sized by Little's law, exact records.
+
+Loaded *inside* Locust (through ``plugin.py``, passed with ``-f`` before the user's
+locustfile), never by drillbook itself: importing locust monkey-patches the whole
+process for gevent. Everything here uses Locust's own extension points:
+
+- ``events.init_command_line_parser``: the plan arrives as real options
+  (``--drillbook-rps``, ``--drillbook-ramp`` ...), so ``locust --help`` lists them,
+  and the master hands them to every worker in its spawn messages.
+- ``wait_time``: each user class of the locustfile gets :func:`paced_wait`, which
+  asks the process's :class:`~drillbook.load.schedule.Pacer` for the next due
+  arrival instead of sleeping a fixed time (see ``schedule.py`` for why: an open
+  model with spread, not lockstep, arrivals). ``on_start`` is wrapped so that a
+  user's *first* request is paced too (Locust runs a task as soon as a user
+  starts; a pool grown in the steady phase would otherwise fire a burst).
+- :class:`ArrivalRateShape`, a ``LoadTestShape``: once a second on the master (or
+  the only process) it sizes the user pool from the target rate and the latency
+  observed so far, grows it when arrivals find no idle user, and ends the test
+  once the plan is over and nothing is in flight (no request cut off mid-way).
+- ``events.request``: every request is filed by issue time into a
+  :class:`~drillbook.load.latency.Recorder`; workers ship what they recorded with
+  their regular report (``events.report_to_master``/``worker_report``) and a last
+  ``drillbook_final`` message when their share of the plan is done.
+- ``events.quitting``: the master writes everything to ``--drillbook-out`` (JSON,
+  read by ``runner.py``) and, when SLA options are given, sets the exit code.
+
+Each process paces ``rate / workers``: ``--processes N`` and remote workers split
+the plan evenly (the master passes ``expect_workers`` to every worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent  # type: ignore[import-untyped]
+import psutil  # type: ignore[import-untyped]
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+from locust.shape import LoadTestShape
+
+from drillbook.load.latency import Recorder
+from drillbook.load.schedule import ArrivalPlan, Pacer, PacerStats, pool_size
+
+#: How long a user whose share of the plan is over sleeps (it is stopped long before).
+IDLE_S = 3600.0
+#: Share of the pool meant to be busy at any moment (the rest wait for the next arrival).
+UTILISATION = 0.5
+#: Fallback latency before any request finished, when no estimate was passed in.
+DEFAULT_LATENCY_MS = 20.0
+
+
+def add_arguments(parser: Any) -> None:
+    """The plan as command-line options (``locust --help`` shows them under 'drillbook')."""
+    group = parser.add_argument_group("drillbook", "arrival-rate plan (drillbook.load)")
+    group.add_argument("--drillbook-rps", type=float, default=0.0, help="Target arrival rate, requests/s")
+    group.add_argument("--drillbook-ramp", type=float, default=0.0, help="Linear ramp to the rate, s")
+    group.add_argument("--drillbook-duration", type=float, default=0.0, help="Whole run incl. ramp, s")
+    group.add_argument("--drillbook-arrivals", default="jittered", choices=["jittered", "poisson"])
+    group.add_argument("--drillbook-latency-ms", type=float, default=0.0, help="Latency estimate, ms")
+    group.add_argument("--drillbook-max-users", type=int, default=5000, help="User pool cap (all)")
+    group.add_argument("--drillbook-drain", type=float, default=10.0, help="Max wait for in-flight, s")
+    group.add_argument("--drillbook-out", default="", help="Write the run's records (JSON) here")
+    group.add_argument("--drillbook-sla-p95-ms", type=float, default=0.0, help="Exit 1 above this p95")
+    group.add_argument("--drillbook-sla-p99-ms", type=float, default=0.0, help="Exit 1 above this p99")
+    group.add_argument("--drillbook-max-error-pct", type=float, default=-1.0, help="Exit 1 above this")
+
+
+@dataclass
+class WorkerView:
+    """The master's latest knowledge of one worker."""
+
+    cpu_pct: float = 0.0
+    cpu_max_pct: float = 0.0
+    peak_in_flight: int = 0
+    done: bool = False
+
+
+@dataclass
+class State:
+    """One Locust process's share of the run (and, on the master, the merged whole)."""
+
+    environment: Any
+    role: str  # local | master | worker
+    rate: float
+    ramp_s: float
+    duration_s: float
+    arrivals: str
+    latency_ms: float
+    max_users: int
+    drain_s: float
+    out: str
+    workers: int = 1
+    pacer: Pacer | None = None
+    recorder: Recorder | None = None
+    pacer_total: PacerStats = field(default_factory=PacerStats)
+    requests: int = 0
+    tasks: int = 0
+    started_mono: float | None = None
+    started_wall: float | None = None
+    stopped_at_s: float | None = None
+    process: psutil.Process = field(default_factory=psutil.Process)
+    cpu_max_pct: float = 0.0
+    worker_views: dict[str, WorkerView] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    target_users: int = 0
+    pool_capped: bool = False
+    wake_late_ms_sum: float = 0.0
+    wakes: int = 0
+    wake_late_max_ms: float = 0.0
+    final_sent: bool = False
+    completed: bool = False
+
+    # -- setup ------------------------------------------------------------------
+    def start(self) -> None:
+        """test_start: take the plan from the options; the master's clock starts now.
+
+        A generating process starts its clock at the first arrival a user asks for,
+        not here: the locustfile's own ``test_start`` work (seeding data, logging in)
+        runs after this listener and would otherwise eat into the ramp.
+        """
+        opts = self.environment.parsed_options
+        self.rate = float(opts.drillbook_rps)
+        self.ramp_s = float(opts.drillbook_ramp)
+        self.duration_s = float(opts.drillbook_duration)
+        self.arrivals = str(opts.drillbook_arrivals)
+        if self.role != "local":
+            self.workers = max(1, int(getattr(opts, "expect_workers", 1) or 1))
+        self.started_mono = self.started_wall = self.stopped_at_s = None
+        self.final_sent = self.completed = False
+        self.recorder = Recorder(self.ramp_s, self.duration_s)
+        self.pacer_total = PacerStats()
+        if self.role == "master":
+            self._start_clock()
+        else:
+            share = ArrivalPlan(self.rate / self.workers, self.ramp_s, self.duration_s)
+            self.pacer = Pacer(share, arrivals=self.arrivals)
+
+    def _start_clock(self) -> None:
+        self.started_mono, self.started_wall = time.monotonic(), time.time()
+        assert self.recorder is not None
+        self.recorder.start(self.started_wall)
+        if self.pacer is not None:
+            self.pacer.start(self.started_mono)
+        if self.role == "worker":
+            gevent.spawn(self._watch_for_end)
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started_mono is None else time.monotonic() - self.started_mono
+
+    # -- per request ------------------------------------------------------------
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        exception: BaseException | None,
+        start_time: float | None,
+    ) -> None:
+        if self.recorder is None:
+            return
+        self.requests += 1
+        began = start_time if start_time is not None else time.time() - response_time / 1000
+        self.recorder.record(began, f"{request_type} {name}", float(response_time), exception is not None)
+
+    def wait(self, user: Any) -> float:
+        """The next arrival for a user that just became idle; sleeps until it is due."""
+        pacer = self.pacer
+        if pacer is None:
+            return 0.1
+        if self.started_mono is None:
+            self._start_clock()
+        if getattr(user, "_drillbook_busy", False):
+            pacer.end()
+            user._drillbook_busy = False
+            self.tasks += 1
+        if self.tasks % 64 == 0:
+            pacer.observe(self.requests, self.tasks)
+        now = time.monotonic()
+        delay = pacer.claim(now)
+        if delay is None:
+            return IDLE_S
+        if delay > 0:
+            gevent.sleep(delay)
+        # How late the timer woke us: a generator short of CPU wakes late (and then measures late).
+        late_ms = max(0.0, (time.monotonic() - now - delay) * 1000)
+        self.wakes += 1
+        self.wake_late_ms_sum += late_ms
+        if late_ms > self.wake_late_max_ms:
+            self.wake_late_max_ms = late_ms
+        pacer.begin()
+        user._drillbook_busy = True
+        return 0.0
+
+    # -- worker -> master -------------------------------------------------------
+    def report(self, done: bool = False) -> dict[str, Any]:
+        """What a worker sends the master: records and pacer counts since the last report."""
+        assert self.recorder is not None
+        data: dict[str, Any] = {"recorder": self.recorder.take().to_dict(), "done": done}
+        if self.pacer is not None:
+            data["pacer"] = self.pacer.stats.to_dict()
+            self.pacer.stats = PacerStats()
+            data["peak_in_flight"] = self.pacer.take_peak()
+            data["per_task"] = self.pacer.per_task
+        data["cpu_pct"] = self.cpu()
+        data["wake"] = [self.wakes, self.wake_late_ms_sum, self.wake_late_max_ms]
+        self.wakes, self.wake_late_ms_sum, self.wake_late_max_ms = 0, 0.0, 0.0
+        return data
+
+    def absorb(self, worker: str, data: dict[str, Any]) -> None:
+        """Master: merge one worker report."""
+        if self.recorder is None:
+            return
+        self.recorder.merge(Recorder.from_dict(data.get("recorder") or {}))
+        self.pacer_total.merge(PacerStats.from_dict(data.get("pacer") or {}))
+        view = self.worker_views.setdefault(worker, WorkerView())
+        view.cpu_pct = float(data.get("cpu_pct", 0.0))
+        view.cpu_max_pct = max(view.cpu_max_pct, view.cpu_pct)
+        view.peak_in_flight = int(data.get("peak_in_flight", 0))
+        view.done = view.done or bool(data.get("done"))
+        wakes, late_sum, late_max = data.get("wake") or [0, 0.0, 0.0]
+        self.wakes += int(wakes)
+        self.wake_late_ms_sum += float(late_sum)
+        self.wake_late_max_ms = max(self.wake_late_max_ms, float(late_max))
+
+    def _watch_for_end(self) -> None:
+        """Worker: once this share of the plan is over and nothing is in flight, report at once."""
+        while not self.final_sent:
+            gevent.sleep(0.25)
+            pacer = self.pacer
+            if pacer is None or self.elapsed() < self.duration_s:
+                continue
+            if pacer.in_flight == 0 or self.elapsed() > self.duration_s + self.drain_s:
+                self.final_sent = True
+                self.environment.runner.send_message("drillbook_final", self.report(done=True))
+
+    def cpu(self) -> float:
+        pct = float(self.process.cpu_percent(interval=None))
+        self.cpu_max_pct = max(self.cpu_max_pct, pct)
+        return pct
+
+    # -- master / local: once a second ------------------------------------------
+    def tick(self) -> tuple[int, float] | None:
+        runner = self.environment.runner
+        t = self.elapsed()
+        if self.started_mono is None:
+            users = self._initial_users()
+            self.target_users = users
+            return users, float(max(users, 1))
+        if t >= self.duration_s and self._drained(t):
+            self.stopped_at_s = t
+            self.completed = True
+            return None
+        users = self._pool(t)
+        self.timeline.append(
+            {
+                "t": round(t, 3),
+                "users": int(runner.user_count),
+                "target_users": users,
+                "rate": round(ArrivalPlan(self.rate, self.ramp_s, self.duration_s).rate_at(t), 3),
+                "cpu_pct": self._cpu_now(),
+            }
+        )
+        # A constant spawn rate keeps the tick unchanged (Locust then does nothing) until the pool grows.
+        return users, float(users)
+
+    def _initial_users(self) -> int:
+        latency = self.latency_ms if self.latency_ms > 0 else DEFAULT_LATENCY_MS
+        users = pool_size(self.rate, latency / 1000, utilisation=UTILISATION, minimum=10 * self.workers)
+        return min(self.max_users, users)
+
+    def _pool(self, t: float) -> int:
+        """Little's law on what was seen so far; only ever grows (stopping users mid-run costs requests)."""
+        assert self.recorder is not None
+        seen = sorted(self.recorder.seconds)
+        recent = [s for s in seen if s < int(t)][-3:]
+        mean = self.recorder.window(recent).latency.mean_ms if recent else None
+        latency_ms = max(mean or 0.0, self.latency_ms if not recent else 0.0) or DEFAULT_LATENCY_MS
+        if self.role == "master":
+            peak = sum(v.peak_in_flight for v in self.worker_views.values())
+        else:
+            assert self.pacer is not None
+            peak = self.pacer.take_peak()
+        # The peak in flight is the pool's own witness: an arrival finds no idle user only when
+        # every user is in flight, and sizing for twice the peak keeps half of them idle.
+        needed = pool_size(
+            self.rate,
+            latency_ms / 1000,
+            peak_in_flight=peak,
+            utilisation=UTILISATION,
+            minimum=10 * self.workers,
+        )
+        # At most double per second: a generator short of CPU sees its own delays as latency,
+        # and an unbounded Little's law would feed that back into ever more users.
+        users = max(self.target_users, min(needed, 2 * self.target_users + 10))
+        if users > self.max_users:
+            users, self.pool_capped = self.max_users, True
+        self.target_users = users
+        return users
+
+    def _drained(self, t: float) -> bool:
+        if t > self.duration_s + self.drain_s:
+            return True
+        if self.role == "master":
+            return len(self.worker_views) >= self.workers and all(v.done for v in self.worker_views.values())
+        return self.pacer is not None and self.pacer.in_flight == 0
+
+    def _cpu_now(self) -> dict[str, float]:
+        if self.role == "master":
+            return {w: round(v.cpu_pct, 1) for w, v in self.worker_views.items()}
+        return {"local": round(self.cpu(), 1)}
+
+    # -- the end ----------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Everything the control side needs, as JSON."""
+        assert self.recorder is not None
+        if self.role == "local" and self.pacer is not None:
+            pacer = self.pacer.stats
+            per_task = self.pacer.per_task
+            cpu_max = {"local": round(self.cpu_max_pct, 1)}
+        else:
+            pacer = self.pacer_total
+            per_task = 1.0
+            cpu_max = {w: round(v.cpu_max_pct, 1) for w, v in self.worker_views.items()}
+        runner = self.environment.runner
+        return {
+            "version": 1,
+            "role": self.role,
+            "plan": {
+                "rate": self.rate,
+                "ramp_s": self.ramp_s,
+                "duration_s": self.duration_s,
+                "arrivals": self.arrivals,
+                "workers": self.workers,
+                "latency_ms": self.latency_ms,
+            },
+            "started_wall": self.started_wall,
+            "stopped_at_s": self.stopped_at_s if self.stopped_at_s is not None else self.elapsed(),
+            "completed": self.completed,
+            "recorder": self.recorder.to_dict(),
+            "pacer": pacer.to_dict(),
+            "per_task": per_task,
+            "wake": {
+                "wakes": self.wakes,
+                "late_ms_mean": round(self.wake_late_ms_sum / self.wakes, 3) if self.wakes else 0.0,
+                "late_ms_max": round(self.wake_late_max_ms, 3),
+            },
+            "timeline": self.timeline,
+            "users_max": max((int(p["users"]) for p in self.timeline), default=int(runner.user_count)),
+            "pool_capped": self.pool_capped,
+            "cpu_max_pct": cpu_max,
+            "locust_cpu_warning": bool(
+                getattr(runner, "cpu_warning_emitted", False)
+                or getattr(runner, "worker_cpu_warning_emitted", False)
+            ),
+            "workers_seen": len(self.worker_views) if self.role == "master" else 1,
+        }
+
+    def write(self) -> None:
+        if not self.out or self.recorder is None:
+            return
+        tmp = f"{self.out}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.summary(), fh)
+        os.replace(tmp, self.out)
+
+    def sla_exit_code(self) -> int | None:
+        """1 when SLA options were given and the steady phase broke one, 0 when it kept them."""
+        opts = self.environment.parsed_options
+        p95, p99, err = opts.drillbook_sla_p95_ms, opts.drillbook_sla_p99_ms, opts.drillbook_max_error_pct
+        if self.recorder is None or (p95 <= 0 and p99 <= 0 and err < 0):
+            return None
+        steady = self.recorder.window(self.recorder.steady_seconds(self.stopped_at_s))
+        q95, q99 = steady.latency.quantile(0.95), steady.latency.quantile(0.99)
+        error_pct = 100 * steady.failures / steady.requests if steady.requests else 100.0
+        broken = (
+            (p95 > 0 and (q95 is None or q95 > p95))
+            or (p99 > 0 and (q99 is None or q99 > p99))
+            or (err >= 0 and error_pct > err)
+        )
+        return 1 if broken else 0
+
+
+_state: State | None = None
+
+
+def current() -> State | None:
+    """The process's state (None outside Locust or before ``init``)."""
+    return _state
+
+
+def paced_wait(user: Any) -> float:
+    """``wait_time`` of every user class: wait for the next arrival of the plan."""
+    return _state.wait(user) if _state is not None else 0.1
+
+
+def _paced_on_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
+    def on_start(user: Any) -> None:
+        original(user)
+        user.wait()  # Locust's own wait: the user is WAITING, a stop does not wait for it
+
+    on_start.__doc__ = "Run the locustfile's on_start, then wait for the first arrival."
+    return on_start
+
+
+def pace_user_classes(user_classes: list[type[Any]]) -> None:
+    """Give every user class the paced ``wait_time`` and a paced first request."""
+    for cls in user_classes:
+        if getattr(cls, "_drillbook_paced", False):
+            continue
+        cls.wait_time = paced_wait
+        cls.on_start = _paced_on_start(cls.on_start)
+        cls._drillbook_paced = True
+
+
+class ArrivalRateShape(LoadTestShape):
+    """Users sized by Little's law for the target rate; the run ends when the plan is done and drained."""
+
+    def tick(self) -> tuple[int, float] | None:
+        if _state is None:
+            return None
+        return _state.tick()
+
+
+def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
+    global _state
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    role = "master" if isinstance(runner, MasterRunner) else "worker"
+    if not isinstance(runner, (MasterRunner, WorkerRunner)):
+        role = "local"
+    _state = state = State(
+        environment=environment,
+        role=role,
+        rate=float(opts.drillbook_rps),
+        ramp_s=float(opts.drillbook_ramp),
+        duration_s=float(opts.drillbook_duration),
+        arrivals=str(opts.drillbook_arrivals),
+        latency_ms=float(opts.drillbook_latency_ms),
+        max_users=int(opts.drillbook_max_users),
+        drain_s=float(opts.drillbook_drain),
+        out=str(opts.drillbook_out or ""),
+    )
+    state.cpu()  # prime psutil's counter
+    if role == "master":
+        runner.register_message(
+            "drillbook_final", lambda environment, msg, **_kw: state.absorb(msg.node_id, msg.data)
+        )
+    else:
+        pace_user_classes(list(environment.user_classes))
+
+
+def _on_test_start(environment: Any, **_kw: Any) -> None:
+    if _state is not None:
+        _state.start()
+
+
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    **_kw: Any,
+) -> None:
+    if _state is not None:
+        _state.on_request(request_type, name, response_time, exception, start_time)
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+    if _state is not None and _state.recorder is not None:
+        data["drillbook"] = _state.report()
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+    if _state is not None and "drillbook" in data:
+        _state.absorb(client_id, data["drillbook"])
+
+
+def _on_test_stopping(environment: Any, **_kw: Any) -> None:
+    if _state is not None and _state.stopped_at_s is None and _state.started_mono is not None:
+        _state.stopped_at_s = _state.elapsed()
+
+
+def _on_quitting(environment: Any, **_kw: Any) -> None:
+    if _state is None or _state.role == "worker":
+        return
+    _state.write()
+    code = _state.sla_exit_code()
+    if code is not None:
+        environment.process_exit_code = code
+
+
+def install() -> None:
+    """Register the listeners (called once by ``plugin.py`` when Locust imports it)."""
+    hooks: list[tuple[Any, Callable[..., None]]] = [
+        (events.init_command_line_parser, add_arguments),
+        (events.init, _on_init),
+        (events.test_start, _on_test_start),
+        (events.request, _on_request),
+        (events.report_to_master, _on_report_to_master),
+        (events.worker_report, _on_worker_report),
+        (events.test_stopping, _on_test_stopping),
+        (events.quitting, _on_quitting),
+    ]
+    for hook, listener in hooks:
+        hook.add_listener(listener)

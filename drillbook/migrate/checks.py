@@ -1,0 +1,103 @@
+"""Post-migration checks: is the running service still healthy on the new schema?
+
+The service keeps running while its database migrates, so a migration that
+renames a column the code still reads breaks requests while readiness (a
+``SELECT 1``) stays green. Three kinds of checks, all from the inventory:
+
+* readiness of every app instance (within ``migrate_ready_timeout_s``);
+* read-only smoke requests against every instance (``migrate_smoke_requests``),
+  which exercise the queries the code really runs;
+* SQL assertions on the migrated database (``migrate_sql_assertions``).
+
+Each check returns an :class:`Outcome`; the drills turn them into journal checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from drillbook.core import pgdata
+from drillbook.core.inventory import AppInstance
+from drillbook.migrate.settings import SmokeRequest, SqlAssertion
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    ok: bool
+    value: Any
+    limit: Any
+    detail: str = ""
+
+
+def readiness(instances: Sequence[AppInstance], timeout_s: float) -> list[Outcome]:
+    """Every instance's ``/health/ready`` answers 2xx within ``timeout_s`` (polled, 0.2 s apart)."""
+    outcomes = []
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(transport=httpx.HTTPTransport(retries=0), timeout=2.0) as client:
+        for inst in instances:
+            status, error = _get(client, f"{inst.url}/health/ready")
+            while not (status and 200 <= status < 300) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status, error = _get(client, f"{inst.url}/health/ready")
+            ok = status is not None and 200 <= status < 300
+            outcomes.append(
+                Outcome(
+                    f"ready.{inst.name}", ok, status or error, "2xx", "" if ok else f"{inst.url}/health/ready"
+                )
+            )
+    return outcomes
+
+
+def smoke(instances: Sequence[AppInstance], requests: Iterable[SmokeRequest]) -> list[Outcome]:
+    """Each smoke request against each instance; the status must be one of ``expect_status``."""
+    outcomes = []
+    with httpx.Client(transport=httpx.HTTPTransport(retries=0)) as client:
+        for req in requests:
+            for inst in instances:
+                status, error = _get(client, inst.url + req.path, method=req.method, timeout_s=req.timeout_s)
+                ok = status in req.expect_status
+                outcomes.append(
+                    Outcome(
+                        f"smoke.{req.name}.{inst.name}",
+                        ok,
+                        status or error,
+                        "/".join(map(str, req.expect_status)),
+                        "" if ok else f"{req.method} {inst.url}{req.path}",
+                    )
+                )
+    return outcomes
+
+
+def sql_assertions(dsn: str, assertions: Iterable[SqlAssertion]) -> list[Outcome]:
+    """Each assertion's first column of its first row must be true; errors count as false."""
+    import psycopg
+
+    items = list(assertions)
+    if not items:
+        return []
+    outcomes = []
+    with pgdata.connect(dsn, read_only=True, application_name="drillbook-migrate-check") as conn:
+        for a in items:
+            try:
+                value = pgdata.scalar(conn, a.sql)
+                outcomes.append(Outcome(f"sql.{a.name}", value is True, value, True, "" if value else a.sql))
+            except psycopg.Error as exc:
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                outcomes.append(Outcome(f"sql.{a.name}", False, "error", True, text))
+    return outcomes
+
+
+def _get(
+    client: httpx.Client, url: str, *, method: str = "GET", timeout_s: float = 2.0
+) -> tuple[int | None, str | None]:
+    try:
+        resp = client.request(method, url, timeout=timeout_s)
+        return resp.status_code, None
+    except httpx.HTTPError as exc:
+        return None, type(exc).__name__

@@ -1,0 +1,216 @@
+"""Run the service's migration command where the inventory says it runs.
+
+The command is the service's own tool (``migrate_cmd``, Alembic by default) with a
+verb appended (``upgrade REV``, ``downgrade REV``, ``history --verbose``), given
+the database URL through an environment variable. It runs either here, on the
+control machine, or on an app host through Ansible (``migrate_run_on: host``),
+where the release and its migration scripts are installed.
+
+Locally the command runs in its own session: a Ctrl-C at the terminal reaches
+drillbook, which decides what happens to the step in progress, and never the
+migration tool halfway through a statement. When drillbook itself gives up on a
+step (timeout, interrupt outside a shielded block) it stops the whole process
+group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from drillbook.core.errors import AnsibleFailed, ConfigError, TargetUnreachable
+from drillbook.core.inventory import Inventory
+from drillbook.migrate.settings import MigrateSettings
+
+PLAYBOOK = Path(__file__).with_name("migrate-command.yml")
+_ERROR_LINE = re.compile(r"(Error|Exception|FAILED|ERROR)\b")
+_TASK = "Run the migration command"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One run of the migration command: what ran, where, how it ended, how long it took."""
+
+    argv: tuple[str, ...]
+    where: str
+    rc: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out
+
+    def why(self) -> str:
+        """The tool's own last words, for one-line failure messages."""
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.0f}s"
+        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines() if line.strip()]
+        # The exception line says what went wrong; SQLAlchemy's last line is only a link.
+        errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
+        tail = (errors or lines or ["no output"])[-1]
+        return f"exit {self.rc}: {tail[:300]}"
+
+    def log(self) -> str:
+        """The full record, for an artefact file."""
+        return (
+            f"$ {shlex.join(self.argv)}   # on {self.where}, rc={self.rc}, {self.duration_s:.3f}s"
+            + (" TIMED OUT" if self.timed_out else "")
+            + f"\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}\n"
+        )
+
+
+def url_for_database(dsn: str, database: str) -> str:
+    """The same database URL pointed at ``database`` (a scratch copy); conninfo strings too."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+    from drillbook.core import pgdata
+
+    return pgdata.dsn_for(dsn, database)
+
+
+class MigrateCommand:
+    """The migration tool of one inventory, ready to run verbs against a given database URL."""
+
+    def __init__(self, inv: Inventory, settings: MigrateSettings, *, ini: str | None = None) -> None:
+        self.inv = inv
+        self.settings = settings
+        self.ini = ini or settings.alembic_ini
+        if settings.run_on == "control" and Path(self.ini).is_file():
+            self.ini = str(Path(self.ini).resolve())  # the command runs in another directory
+        try:
+            self.base_argv = shlex.split(settings.cmd.replace("{ini}", shlex.quote(self.ini)))
+        except ValueError as exc:
+            raise ConfigError(f"migrate_cmd {settings.cmd!r} does not parse: {exc}") from exc
+        if not self.base_argv:
+            raise ConfigError("migrate_cmd is empty")
+        self.workdir = settings.workdir or str(Path(self.ini).parent)
+        self.host: str | None = None
+        if settings.run_on == "host":
+            hosts = inv.hosts(settings.host)
+            if not hosts:
+                raise ConfigError(f"migrate_host {settings.host!r} matches no host in {inv.name}")
+            self.host = hosts[0]
+        elif not Path(self.ini).is_file() and "{ini}" in settings.cmd:
+            raise ConfigError(f"the release's alembic.ini {self.ini} does not exist on this machine")
+        self.dsn = settings.dsn or inv.topology.postgres_dsn
+
+    @property
+    def where(self) -> str:
+        return self.host or "control machine"
+
+    def run(
+        self, args: Sequence[str], *, dsn: str | None = None, timeout_s: float | None = None
+    ) -> CommandResult:
+        """Run ``<migrate_cmd> <args>`` with the database URL in ``migrate_dsn_env``."""
+        argv = [*self.base_argv, *args]
+        env = {**self.settings.env, self.settings.dsn_env: dsn or self.dsn}
+        timeout = timeout_s or self.settings.timeout_s
+        if self.host:
+            return self._run_on_host(argv, env, timeout)
+        return run_local(argv, env, self.workdir, timeout)
+
+    def _run_on_host(self, argv: Sequence[str], env: Mapping[str, str], timeout_s: float) -> CommandResult:
+        from drillbook.core.ansible import run_playbook
+
+        assert self.host is not None
+        t0 = time.monotonic()
+        try:
+            result = run_playbook(
+                self.inv,
+                str(PLAYBOOK),
+                limit=self.host,
+                extravars={
+                    "migrate_target_host": self.host,
+                    "migrate_argv": list(argv),
+                    "migrate_chdir": self.workdir,
+                    "migrate_environment": dict(env),
+                    "migrate_task_timeout": int(timeout_s),
+                },
+                cancellable=False,
+            )
+        except (AnsibleFailed, TargetUnreachable) as exc:
+            # A failed step, not a crash: the caller decides (roll back, restore).
+            return CommandResult(
+                argv=tuple(argv),
+                where=self.host,
+                rc=-1,
+                stdout="",
+                stderr=str(exc),
+                duration_s=time.monotonic() - t0,
+                timed_out="expected time frame" in str(exc),
+            )
+        rows = result.for_task(_TASK)
+        res = rows[0].res if rows else {}
+        return CommandResult(
+            argv=tuple(argv),
+            where=self.host,
+            rc=int(res.get("rc", 1) if rows else 1),
+            stdout=str(res.get("stdout", "")),
+            stderr=str(res.get("stderr", "") or res.get("msg", "")),
+            duration_s=time.monotonic() - t0,
+            timed_out="timed out" in str(res.get("msg", "")).lower(),
+        )
+
+
+def run_local(
+    argv: Sequence[str], env: Mapping[str, str], workdir: str | None, timeout_s: float
+) -> CommandResult:
+    """Run on the control machine in a new session; stop the whole group on timeout or interrupt."""
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=workdir if workdir and Path(workdir).is_dir() else None,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot run migration command {argv[0]!r}: {exc.strerror or exc}") from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        stdout, stderr = proc.communicate()
+        timed_out = True
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return CommandResult(
+        argv=tuple(argv),
+        where="control machine",
+        rc=proc.returncode if proc.returncode is not None else -1,
+        stdout=stdout or "",
+        stderr=stderr or "",
+        duration_s=time.monotonic() - t0,
+        timed_out=timed_out,
+    )
+
+
+def _stop_group(proc: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """SIGTERM the command's process group, SIGKILL after a grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

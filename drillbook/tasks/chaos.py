@@ -1,0 +1,193 @@
+"""chaos.*: kill a service for real, witness the fault, measure the reaction, always restore."""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from drillbook.chaos import DRILLS, Recover, build_plan, format_plan
+from drillbook.chaos.plan import Fault, load_settings
+from drillbook.core.console import out
+from drillbook.core.errors import ConfigError
+from drillbook.tasks._cli import cli_errors, helps, open_inventory, run_drill
+
+FAULT_HELP = {
+    "duration": "Seconds to hold the fault before restoring (default: chaos_duration_s from the inventory).",
+    "traffic": "Background requests per second through the load balancer (default: chaos_traffic_rps).",
+    "dry_run": "Print the plan (hosts, processes, probes, thresholds) and do nothing.",
+    "allow_production": "Run even though the inventory's environment is production.",
+}
+
+
+def _number(option: str, value: str | None, *, minimum: float = 0.0) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"--{option} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"--{option} must be >= {minimum:g}, got {value}")
+    return number
+
+
+def _fault(
+    fault: Fault,
+    *,
+    duration: str | None,
+    traffic: str | None,
+    dry_run: bool,
+    allow_production: bool,
+    instance: str | None,
+    inventory: str | None,
+    report_dir: str | None,
+    junit: str | None,
+    debug: bool,
+    quiet: bool,
+) -> None:
+    with cli_errors(debug):
+        inv = open_inventory(inventory)
+        duration_s = _number("duration", duration, minimum=0.1)
+        traffic_rps = _number("traffic", traffic)
+        if dry_run:
+            settings = load_settings(inv)
+            plan = build_plan(inv, fault, settings, instance=instance)
+            out.print(
+                format_plan(
+                    plan,
+                    duration_s=duration_s if duration_s is not None else settings.duration_s,
+                    traffic_rps=traffic_rps if traffic_rps is not None else settings.traffic_rps,
+                    allowed=allow_production or not inv.is_production,
+                ),
+                markup=False,
+            )
+            return
+        drill = DRILLS[fault].for_inventory(
+            inv,
+            duration_s=duration_s,
+            traffic_rps=traffic_rps,
+            instance=instance,
+            allow_production=allow_production,
+        )
+        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+
+
+@task(help=helps(**FAULT_HELP))
+def kill_db(
+    c: Context,
+    duration: str | None = None,
+    traffic: str | None = None,
+    dry_run: bool = False,
+    allow_production: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """SIGKILL PostgreSQL: readiness must flip to 503 within the limit, recover, lose nothing.
+
+    Runbook: runbooks/db-outage.md. Measures readiness_flip_s from the witnessed kill,
+    recovery_s from the start command, outage_p95_ms and data_intact (marker row in the DB).
+    """
+    _fault(
+        "kill-db",
+        duration=duration,
+        traffic=traffic,
+        dry_run=dry_run,
+        allow_production=allow_production,
+        instance=None,
+        inventory=inventory,
+        report_dir=report_dir,
+        junit=junit,
+        debug=debug,
+        quiet=quiet,
+    )
+
+
+@task(help=helps(**FAULT_HELP))
+def kill_redis(
+    c: Context,
+    duration: str | None = None,
+    traffic: str | None = None,
+    dry_run: bool = False,
+    allow_production: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """SIGKILL Redis: the service must degrade gracefully (ready, no errors) and get its cache back.
+
+    Runbook: runbooks/redis-outage.md. Measures error_pct_during_outage, outage_p95_ms,
+    degraded_flip_s and recovery_s (degraded=false everywhere after the restart).
+    """
+    _fault(
+        "kill-redis",
+        duration=duration,
+        traffic=traffic,
+        dry_run=dry_run,
+        allow_production=allow_production,
+        instance=None,
+        inventory=inventory,
+        report_dir=report_dir,
+        junit=junit,
+        debug=debug,
+        quiet=quiet,
+    )
+
+
+@task(help=helps(instance="Which app instance to kill: 1-based index or name (default: 1).", **FAULT_HELP))
+def kill_app(
+    c: Context,
+    instance: str | None = None,
+    duration: str | None = None,
+    traffic: str | None = None,
+    dry_run: bool = False,
+    allow_production: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """SIGKILL one app instance: HAProxy must route around it and take it back after the restart.
+
+    Runbook: runbooks/app-outage.md. Measures lb_detect_s (HAProxy marks it DOWN),
+    error_pct_during_outage and recovery_s (back in rotation).
+    """
+    _fault(
+        "kill-app",
+        duration=duration,
+        traffic=traffic,
+        dry_run=dry_run,
+        allow_production=allow_production,
+        instance=instance,
+        inventory=inventory,
+        report_dir=report_dir,
+        junit=junit,
+        debug=debug,
+        quiet=quiet,
+    )
+
+
+@task(help=helps())
+def recover(
+    c: Context,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Start every service a chaos drill may have stopped (after a killed drill); idempotent.
+
+    Runbook: runbooks/db-outage.md (and runbooks/redis-outage.md). Starts PostgreSQL,
+    Redis and every app instance unless running, then waits until all is healthy.
+    """
+    with cli_errors(debug):
+        inv = open_inventory(inventory)
+        run_drill(
+            Recover.for_inventory(inv), inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet
+        )

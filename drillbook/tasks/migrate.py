@@ -1,0 +1,163 @@
+"""migrate.*: database migrations with a safety net (runbook: runbooks/migration-rollback.md)."""
+
+from __future__ import annotations
+
+import json
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from drillbook.core.console import out
+from drillbook.migrate import Rehearse, Rollback, Up, load_settings, migration_status
+from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, helps, open_inventory, run_drill
+
+_INI = "The release's alembic.ini (default: migrate_alembic_ini), e.g. of a release not deployed yet."
+_ALLOW_IRREVERSIBLE = "Go ahead although a revision on the way has no downgrade."
+
+
+@task(
+    help={
+        "inventory": INVENTORY_HELP,
+        "ini": _INI,
+        "database": "Another database on the same server (default: the service's).",
+        "json": "Print JSON (current, head, pending[{revision, has_downgrade}], ...).",
+        "debug": "Show tracebacks.",
+    }
+)
+def status(
+    c: Context,
+    inventory: str | None = None,
+    ini: str | None = None,
+    database: str | None = None,
+    json_: bool = False,
+    debug: bool = False,
+) -> None:
+    """Current revision, head, pending revisions and whether each has a downgrade (read-only).
+
+    Runbook: runbooks/migration-rollback.md.
+    """
+    with cli_errors(debug):
+        st = migration_status(open_inventory(inventory), ini=ini, database=database)
+        if json_:
+            print(json.dumps(st.to_dict(), indent=2))
+        else:
+            for line in st.lines():
+                out.print(line, markup=False)
+
+
+@task(
+    help=helps(
+        to="Target revision (default: head).",
+        from_="Start the rehearsal at this revision (default: the database's own); the copy is "
+        "migrated there first.",
+        ini=_INI,
+        source="Copy of the data: auto (newest backup, else pg_dump), backup or dump.",
+        allow_irreversible="Rehearse the upgrade only when a revision has no downgrade.",
+    )
+)
+def rehearse(
+    c: Context,
+    to: str | None = None,
+    from_: str | None = None,
+    ini: str | None = None,
+    source: str | None = None,
+    allow_irreversible: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Rehearse on a scratch copy: up to REV, checks, back down, compare schema+data, up again.
+
+    Fails naming every schema or data difference the round trip leaves (a lossy
+    downgrade); reports each step's duration and the longest write-blocking lock.
+    The scratch database is dropped afterwards. Runbook: runbooks/migration-rollback.md.
+    """
+    with cli_errors(debug):
+        inv = open_inventory(inventory)
+        if source not in (None, "auto", "backup", "dump"):
+            from drillbook.core.errors import ConfigError
+
+            raise ConfigError(f"--source must be auto, backup or dump, not {source!r}")
+        drill = Rehearse(
+            load_settings(inv),
+            to=to,
+            from_=from_,
+            ini=ini,
+            allow_irreversible=allow_irreversible,
+            source=source,  # type: ignore[arg-type]
+        )
+        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+
+
+_CHANGE_HELP = helps(
+    ini=_INI,
+    allow_restore_source="Production only: allow restoring the pre-migration backup into the "
+    "source database when the automatic undo fails.",
+    no_backup="Skip the pre-migration backup (refused in production).",
+)
+
+
+@task(
+    help={**_CHANGE_HELP, "to": "Target revision (default: head).", "allow_irreversible": _ALLOW_IRREVERSIBLE}
+)
+def up(
+    c: Context,
+    to: str | None = None,
+    ini: str | None = None,
+    allow_irreversible: bool = False,
+    allow_restore_source: bool = False,
+    no_backup: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Upgrade the database: backup, upgrade, post-checks, automatic rollback on failure.
+
+    Post-checks: readiness of every app instance, migrate_smoke_requests and
+    migrate_sql_assertions. A failed undo restores the pre-migration backup.
+    Runbook: runbooks/migration-rollback.md.
+    """
+    with cli_errors(debug):
+        inv = open_inventory(inventory)
+        drill = Up(
+            load_settings(inv),
+            to=to,
+            ini=ini,
+            allow_irreversible=allow_irreversible,
+            allow_restore_source=allow_restore_source,
+            backup=False if no_backup else None,
+        )
+        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+
+
+@task(help={**_CHANGE_HELP, "to": "Target revision (default: one revision back)."})
+def rollback(
+    c: Context,
+    to: str | None = None,
+    ini: str | None = None,
+    allow_restore_source: bool = False,
+    no_backup: bool = False,
+    inventory: str | None = None,
+    report_dir: str | None = None,
+    junit: str | None = None,
+    debug: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Deliberately downgrade the database, with the same backup, checks and automatic undo as up.
+
+    Refuses revisions without a downgrade. Runbook: runbooks/migration-rollback.md.
+    """
+    with cli_errors(debug):
+        inv = open_inventory(inventory)
+        drill = Rollback(
+            load_settings(inv),
+            to=to,
+            ini=ini,
+            allow_restore_source=allow_restore_source,
+            backup=False if no_backup else None,
+        )
+        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)

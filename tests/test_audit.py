@@ -1,0 +1,77 @@
+"""audit.http and audit.hosts on the lab, and a misconfigured release the HTTP audit must catch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from drillbook import lab as lab_
+from drillbook.audit.drill import HostsAudit, HttpAudit
+from drillbook.core.ansible import run_playbook
+from drillbook.core.drill import DrillContext, execute
+from drillbook.core.inventory import Inventory, load_inventory
+from drillbook.core.journal import Journal
+
+pytestmark = pytest.mark.lab
+
+DEAD_TARGET = __import__("pathlib").Path(__file__).parent / "data" / "inventory"
+
+
+def _audit(drill: Any, inv: Inventory, report_root: Any) -> Journal:
+    return execute(drill, DrillContext(inventory=inv, report_root=report_root, quiet=True))
+
+
+def test_http_audit_passes_on_the_lab(
+    lab: dict[str, Any], lab_inventory: Inventory, report_root: Any
+) -> None:
+    journal = _audit(HttpAudit(), lab_inventory, report_root)
+    assert journal.verdict == "pass", [(c.name, c.detail) for c in journal.failed_checks]
+    checks = {c.name: c for c in journal.checks}
+    assert "429 after" in checks["rate_limit"].detail and "Retry-After" in checks["rate_limit"].detail
+    assert "-> 413" in checks["body_limit"].detail
+    assert " 0 repeated, 0 of " in checks["pagination_stable"].detail
+
+
+def test_hosts_audit_passes_on_the_lab(
+    lab: dict[str, Any], lab_inventory: Inventory, report_root: Any
+) -> None:
+    journal = _audit(HostsAudit(), lab_inventory, report_root)
+    assert journal.verdict == "pass", [(c.name, c.detail) for c in journal.failed_checks]
+    checks = {c.name: c for c in journal.checks}
+    assert "refservice" in checks["service_user_not_root"].detail
+    assert "statement_timeout=30s" in checks["postgres_settings"].detail
+
+
+@pytest.fixture()
+def misconfigured_cors(lab: dict[str, Any], lab_inventory: Inventory) -> Iterator[None]:
+    """Every instance runs a release whose CORS allows any origin with credentials; 1.0.0 is put back."""
+    lab_.build_release(lab_inventory, "0.9.0-cors", misconfigure=("cors",))
+    try:
+        run_playbook(
+            lab_inventory, "deploy.yml", extravars={"deploy_version": "0.9.0-cors", "deploy_migrate": False}
+        )
+        yield
+    finally:
+        run_playbook(
+            lab_inventory,
+            "deploy.yml",
+            extravars={"deploy_version": "1.0.0", "deploy_migrate": False},
+            cancellable=False,
+        )
+
+
+def test_http_audit_catches_misconfigured_cors(
+    misconfigured_cors: None, lab_inventory: Inventory, report_root: Any
+) -> None:
+    journal = _audit(HttpAudit(), lab_inventory, report_root)
+    assert journal.verdict == "fail"
+    assert [c.name for c in journal.failed_checks] == ["cors_credentials"]
+    assert "with credentials" in journal.failed_checks[0].detail
+
+
+def test_unreachable_target_fails_checks_without_traceback(report_root: Any) -> None:
+    journal = _audit(HttpAudit(), load_inventory(DEAD_TARGET), report_root)
+    assert journal.verdict == "fail" and journal.error is None
+    assert all("unreachable" in c.detail for c in journal.failed_checks)

@@ -1,0 +1,196 @@
+"""Canary rollouts on the real lab: promote a good release, roll back bad and slow ones, Ctrl-C.
+
+Every test leaves the lab as it found it: release 1.0.0 on every instance, weights as
+configured. Windows are short (a few seconds) and steps few, so the judge decides
+quickly; the deploys themselves are what takes time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drillbook import lab as lab_
+from drillbook.canary.drill import CanaryDrill, PromoteDrill, RollbackDrill, load_settings
+from drillbook.canary.settings import CanarySettings
+from drillbook.canary.state import Fleet
+from drillbook.canary.status import fleet_status
+from drillbook.core.drill import DrillContext, execute
+from drillbook.core.errors import ConfigError
+from drillbook.core.inventory import Inventory
+from drillbook.core.journal import Journal
+from drillbook.core.paths import REPO_ROOT
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+BASE = "1.0.0"
+
+
+def build(inv: Inventory, version: str, **knobs: Any) -> str:
+    """Build a release; when the source changed since an earlier build of that name, a fresh name."""
+    try:
+        lab_.build_release(inv, version, **knobs)
+        return version
+    except ConfigError:
+        fresh = f"{version}+{int(time.time())}"
+        lab_.build_release(inv, fresh, **knobs)
+        return fresh
+
+
+@pytest.fixture(scope="module")
+def env(
+    lab: dict[str, Any], lab_inventory: Inventory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """Releases built, a private rollout record, the lab at 1.0.0 before and after."""
+    state = tmp_path_factory.mktemp("canary-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRILLBOOK_STATE_DIR", str(state))
+        releases = {
+            "good": build(lab_inventory, "2.0.0"),
+            "bad": build(lab_inventory, "2.0.1-bad", error_rate=0.2),
+            "slow": build(lab_inventory, "2.0.2-slow", latency_ms=300),
+        }
+        reports = tmp_path_factory.mktemp("canary-reports")
+        back_to_base(lab_inventory, reports)
+        yield {"releases": releases, "reports": reports, "state": state}
+        back_to_base(lab_inventory, reports)
+
+
+def back_to_base(inv: Inventory, reports: Path) -> None:
+    fleet = fleet_status(inv)
+    if fleet.version != BASE or not fleet.steady:
+        run(RollbackDrill(load_settings(inv), to_version=BASE), inv, reports)
+    assert_fleet(fleet_status(inv), BASE)
+
+
+def run(drill: Any, inv: Inventory, reports: Path) -> Journal:
+    return execute(drill, DrillContext(inventory=inv, report_root=reports, quiet=True))
+
+
+def quick(inv: Inventory, **changes: Any) -> CanarySettings:
+    base = load_settings(inv).model_dump()
+    base.update(window_s=3, interval_s=0.5, sample_wait_s=6, min_samples=10, promote_serial="1")
+    base.update(changes)
+    return CanarySettings.model_validate(base)
+
+
+def assert_fleet(fleet: Fleet, version: str, canary_version: str | None = None) -> None:
+    """Every instance on ``version`` (the canary on ``canary_version``), ready, weights as configured."""
+    for inst in fleet.instances:
+        want = canary_version if inst.canary and canary_version else version
+        assert inst.version == want, (inst.instance, inst.version, want)
+        assert inst.ready, inst
+        assert inst.weight == inst.initial_weight, inst
+        assert inst.lb_status and inst.lb_status.startswith("UP"), inst
+
+
+def test_good_release_pauses_then_promotes_and_rolls_back(
+    lab_inventory: Inventory, env: dict[str, Any]
+) -> None:
+    inv, good, reports = lab_inventory, env["releases"]["good"], env["reports"]
+    drill = CanaryDrill(quick(inv, steps=[25, 100]), good, traffic_rps=60, pause_before_promote=True)
+    journal = run(drill, inv, reports)
+    assert journal.verdict == "pass", (journal.error, journal.failed_checks)
+    steps = journal.measurements["steps"]
+    assert [s["weight"] for s in steps] == [25, 100] and all(s["decision"] == "pass" for s in steps)
+    assert all(s["canary_requests"] >= 10 and s["canary_error_rate"] == 0 for s in steps)
+    assert journal.measurements["failed_requests"] == 0
+    # Paused: the canary runs the release at its normal share, the rest the old one.
+    paused = fleet_status(inv, links=True)
+    assert_fleet(paused, BASE, canary_version=good)
+    assert paused.rollout is not None and paused.rollout.phase == "paused"
+    canary = next(i for i in paused.instances if i.canary)
+    assert (canary.linked, canary.previous) == (good, BASE)
+
+    journal = run(PromoteDrill(quick(inv)), inv, reports)
+    assert journal.verdict == "pass", (journal.error, journal.failed_checks)
+    promoted = fleet_status(inv)
+    assert_fleet(promoted, good)
+    assert promoted.rollout is not None and promoted.rollout.phase == "promoted"
+    with pytest.raises(ConfigError, match="nothing to promote"):
+        PromoteDrill(quick(inv)).preflight(_bare_run(inv, reports))
+
+    # The incident fast path takes everyone back.
+    journal = run(RollbackDrill(quick(inv)), inv, reports)
+    assert journal.verdict == "pass", (journal.error, journal.failed_checks)
+    assert journal.measurements["to_version"] == BASE
+    assert journal.measurements["canary_off_ms"] < 50
+    assert_fleet(fleet_status(inv), BASE)
+
+
+def _bare_run(inv: Inventory, reports: Path) -> Any:
+    from drillbook.core.drill import DrillRun
+
+    journal = Journal(drill="t", inventory=inv.name, environment=inv.environment)
+    return DrillRun(PromoteDrill(quick(inv)), DrillContext(inventory=inv, quiet=True), reports, journal)
+
+
+@pytest.mark.parametrize(("release", "expect"), [("bad", "error rate"), ("slow", "p95")])
+def test_bad_release_is_rolled_back(
+    lab_inventory: Inventory, env: dict[str, Any], release: str, expect: str
+) -> None:
+    inv, reports = lab_inventory, env["reports"]
+    drill = CanaryDrill(quick(inv, steps=[5, 50], window_s=20), env["releases"][release], traffic_rps=150)
+    journal = run(drill, inv, reports)
+    assert journal.verdict == "fail" and journal.exit_code == 1, journal.error
+    (failed,) = journal.failed_checks
+    assert failed.name == "canary analysis" and expect in failed.detail
+    m = journal.measurements
+    assert m["steps"][0]["weight"] == 5 and m["steps"][0]["decision"] == "breach"
+    assert 0 < m["detection_s"] < 20
+    assert m["rollback_s"] > 0 and m["canary_off_ms"] < 50
+    assert m["rollout_phase"] == "rolled_back"
+    if release == "bad":
+        assert 0 < m["failed_requests"] <= 30
+    fleet = fleet_status(inv)
+    assert_fleet(fleet, BASE)
+    assert fleet.rollout is not None and fleet.rollout.phase == "rolled_back"
+
+
+def test_ctrl_c_mid_canary_leaves_the_fleet_as_before(lab_inventory: Inventory, env: dict[str, Any]) -> None:
+    inv = lab_inventory
+    cmd = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "deploy.canary",
+        "--version",
+        env["releases"]["good"],
+        "--window",
+        "60",
+        "--traffic",
+        "30",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "DRILLBOOK_REPORT_DIR": str(env["reports"]), "COLUMNS": "200"},
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "analysing for" in line:
+            break
+    else:
+        pytest.fail("the canary never reached its first step:\n" + "".join(seen[-20:]))
+    during = fleet_status(inv)
+    canary = next(i for i in during.instances if i.canary)
+    assert canary.version == env["releases"]["good"] and canary.weight not in (0, canary.initial_weight)
+    assert during.rollout is not None and during.rollout.phase == "canary"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 130
+    fleet = fleet_status(inv)
+    assert_fleet(fleet, BASE)
+    assert fleet.rollout is not None and fleet.rollout.phase == "rolled_back"

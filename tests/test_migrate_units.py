@@ -1,0 +1,256 @@
+"""Migrations without a lab: revision graphs and plans, downgrade detection, diffs, settings, the command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from drillbook.core.errors import ConfigError
+from drillbook.core.inventory import load_inventory
+from drillbook.core.paths import LAB_INVENTORY
+from drillbook.migrate import load_settings
+from drillbook.migrate.command import CommandResult, run_local, url_for_database
+from drillbook.migrate.data import TableData
+from drillbook.migrate.data import diff as data_diff
+from drillbook.migrate.locks import HeldLock, LockReport
+from drillbook.migrate.revisions import RevisionGraph, parse_history, plan, script_has_downgrade
+from drillbook.migrate.schema import Catalog, diff, order_changes
+from drillbook.migrate.settings import MigrateSettings
+
+HISTORY = """\
+INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.
+Rev: 0004_lossy (head)
+Parent: 0003
+Path: /nonexistent/drills/lossy/0004_lossy.py
+
+    DRILL (lossy): a migration whose downgrade silently destroys data.
+
+    Revision ID: 0004_lossy
+    Revises: 0003
+
+Rev: 0003 (current)
+Parent: 0002
+Path: /nonexistent/versions/0003_items_tags.py
+
+    Add items.tags and an index on items.created_at.
+
+Rev: 0002
+Parent: 0001
+Path: /nonexistent/versions/0002_create_sentinel.py
+
+    Create the sentinel table.
+
+Rev: 0001
+Parent: <base>
+Path: /nonexistent/versions/0001_create_items.py
+
+    Create the items table.
+"""
+
+
+def graph() -> RevisionGraph:
+    return parse_history(HISTORY)
+
+
+def test_history_parses_into_a_chain() -> None:
+    g = graph()
+    assert g.ordered() == ["0001", "0002", "0003", "0004_lossy"]
+    assert g.heads == ["0004_lossy"]
+    assert g.revisions["0001"].parents == ()
+    assert g.revisions["0004_lossy"].doc.startswith("DRILL (lossy)")
+    assert g.revisions["0003"].path == "/nonexistent/versions/0003_items_tags.py"
+
+
+def test_merge_points_and_several_heads() -> None:
+    text = HISTORY + "\nRev: 0005a (head)\nParent: 0004_lossy\n\nRev: 0005b (head)\nParent: 0004_lossy\n"
+    g = parse_history(text)
+    assert sorted(g.heads) == ["0005a", "0005b"]
+    with pytest.raises(ConfigError, match="2 heads"):
+        g.resolve("head")
+    merged = parse_history(text + "\nRev: 0006 (mergepoint)\nMerges: 0005a, 0005b\n")
+    assert merged.heads == ["0006"] and merged.revisions["0006"].parents == ("0005a", "0005b")
+
+
+def test_resolve_names_prefixes_and_unknowns() -> None:
+    g = graph()
+    assert g.resolve("base") is None and g.resolve(None) is None
+    assert g.resolve("head") == "0004_lossy"
+    assert g.resolve("0004") == "0004_lossy"
+    with pytest.raises(ConfigError, match="ambiguous"):
+        g.resolve("000")
+    with pytest.raises(ConfigError, match=r"unknown revision '0009'.*0001, 0002, 0003, 0004_lossy"):
+        g.resolve("0009")
+
+
+def test_plans_up_down_and_nothing() -> None:
+    g = graph()
+    up = plan(g, ["0002"], "head")
+    assert up.direction == "up" and [r.id for r in up.steps] == ["0003", "0004_lossy"]
+    down = plan(g, ["0004_lossy"], "0002")
+    assert down.direction == "down" and [r.id for r in down.steps] == ["0004_lossy", "0003"]
+    assert plan(g, [], "0001").steps[0].id == "0001"
+    assert plan(g, ["0003"], "0003").direction == "none"
+    assert "nothing to do" in plan(g, ["0003"], "0003").describe()
+
+
+def test_plan_refuses_a_database_the_code_does_not_know() -> None:
+    with pytest.raises(ConfigError, match=r"database is at revision 0007.*newer than the code"):
+        plan(graph(), ["0007"], "head")
+    with pytest.raises(ConfigError, match="several revisions"):
+        plan(graph(), ["0002", "0003"], "head")
+
+
+def test_plan_refuses_another_branch() -> None:
+    text = HISTORY + "\nRev: 0004b (head)\nParent: 0003\n"
+    with pytest.raises(ConfigError, match="another branch"):
+        plan(parse_history(text), ["0004b"], "0004_lossy")
+
+
+def test_irreversible_steps_are_named() -> None:
+    g = graph()
+    lossy = g.revisions["0004_lossy"]
+    g.revisions["0004_lossy"] = type(lossy)(lossy.id, lossy.parents, lossy.path, lossy.doc, False)
+    p = plan(g, ["0003"], "head")
+    assert p.irreversible == ["0004_lossy"]
+    assert plan(g, ["0002"], "0003").unknown_downgrade == ["0003"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("    op.drop_column('items', 'note')\n", True),
+        ("    pass\n", False),
+        ('    """Nothing to undo."""\n', False),
+        ('    """Doc."""\n    raise NotImplementedError("no way back")\n', False),
+        ("    ...\n", False),
+        ("    if True:\n        raise RuntimeError\n", True),
+    ],
+)
+def test_downgrade_detection(body: str, expected: bool) -> None:
+    source = f"def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n{body}"
+    assert script_has_downgrade(source) is expected
+
+
+def test_missing_downgrade_function_is_no_downgrade() -> None:
+    assert script_has_downgrade("def upgrade():\n    pass\n") is False
+
+
+def test_lab_drill_scripts_are_classified() -> None:
+    lab = Path(__file__).resolve().parents[1] / "lab" / "migrations"
+    if not lab.is_dir():
+        pytest.skip("lab/migrations not present")
+    assert script_has_downgrade((lab / "versions" / "0003_items_tags.py").read_text())
+    assert not script_has_downgrade((lab / "drills" / "irreversible" / "0004_irreversible.py").read_text())
+    assert script_has_downgrade((lab / "drills" / "lossy" / "0004_lossy.py").read_text())
+
+
+def test_schema_diff_names_each_difference() -> None:
+    before = Catalog(
+        objects={
+            "table": {"public.items": "table"},
+            "column": {"public.items.id": "bigint NOT NULL", "public.items.note": "text NULL"},
+            "index": {"public.ix_items_created_at": "CREATE INDEX ..."},
+        },
+        column_order={"public.items": "id, note"},
+    )
+    after = Catalog(
+        objects={
+            "table": {"public.items": "table"},
+            "column": {"public.items.id": "integer NOT NULL", "public.items.extra": "text NULL"},
+            "index": {},
+        },
+        column_order={"public.items": "id, extra"},
+    )
+    described = [d.describe() for d in diff(before, after)]
+    assert "column public.items.extra: new after (text NULL)" in described
+    assert "column public.items.id: bigint NOT NULL -> integer NOT NULL" in described
+    assert "column public.items.note: missing after (was text NULL)" in described
+    assert "index public.ix_items_created_at: missing after (was CREATE INDEX ...)" in described
+    assert diff(before, before) == []
+    moved = Catalog(objects=before.objects, column_order={"public.items": "note, id"})
+    assert order_changes(before, moved) == ["column order of public.items changed: (id, note) -> (note, id)"]
+
+
+def test_data_diff_names_lost_rows_and_changed_columns() -> None:
+    before = {
+        "public.items": TableData(3, "c1", {"id": "a", "value": "v1"}),
+        "public.gone": TableData(2, "g", {}),
+    }
+    after = {"public.items": TableData(3, "c2", {"id": "a", "value": "v2"})}
+    described = [d.describe() for d in data_diff(before, after)]
+    assert described == [
+        "table data public.gone: missing after (was 2 rows)",
+        "column data public.items.value: values before -> values changed",
+    ]
+    fewer = {
+        "public.items": TableData(2, "c3", {"id": "b", "value": "v1"}),
+        "public.gone": before["public.gone"],
+    }
+    assert "row count public.items: 3 -> 2" in [d.describe() for d in data_diff(before, fewer)]
+    swapped = {**before, "public.items": TableData(3, "c9", {"id": "a", "value": "v1"})}
+    assert [d.kind for d in data_diff(before, swapped)] == ["row data"]
+    assert data_diff(before, dict(before)) == []
+
+
+def test_lab_settings_validate() -> None:
+    s = load_settings(load_inventory(LAB_INVENTORY))
+    assert s.dsn_env == "REFSVC_DATABASE_URL" and s.run_on == "control"
+    assert {r.name for r in s.smoke_requests} >= {"list-items"}
+    assert all(r.method in ("GET", "HEAD") for r in s.smoke_requests)
+    assert "sentinel" in s.volatile_tables
+
+
+def test_smoke_requests_may_not_write() -> None:
+    with pytest.raises(ValueError, match="GET"):
+        MigrateSettings.model_validate(
+            {"smoke_requests": [{"name": "x", "path": "/items", "method": "POST"}]}
+        )
+    with pytest.raises(ValueError, match="start with /"):
+        MigrateSettings.model_validate({"smoke_requests": [{"name": "x", "path": "items"}]})
+
+
+def test_url_for_database_keeps_credentials_and_options() -> None:
+    url = "postgresql://app:s%40cret@127.0.0.1:5432/app?sslmode=disable"
+    assert (
+        url_for_database(url, "scratch_1")
+        == "postgresql://app:s%40cret@127.0.0.1:5432/scratch_1?sslmode=disable"
+    )
+    assert "dbname=scratch_1" in url_for_database("host=127.0.0.1 dbname=app user=app", "scratch_1")
+
+
+def test_command_failure_names_the_exception_line() -> None:
+    result = CommandResult(
+        argv=("alembic", "upgrade", "head"),
+        where="control machine",
+        rc=1,
+        stdout="",
+        stderr="INFO  [alembic] Running upgrade\nsqlalchemy.exc.ProgrammingError: column x does not exist\n"
+        "(Background on this error at: https://sqlalche.me/e/21/f405)\n",
+        duration_s=1.0,
+    )
+    assert result.why() == "exit 1: sqlalchemy.exc.ProgrammingError: column x does not exist"
+    assert "rc=1" in result.log()
+
+
+def test_local_command_gets_the_url_and_times_out(tmp_path: Path) -> None:
+    ok = run_local(
+        [sys.executable, "-c", "import os; print(os.environ['DBURL'])"], {"DBURL": "x://y"}, None, 10
+    )
+    assert ok.ok and ok.stdout.strip() == "x://y"
+    slow = run_local([sys.executable, "-c", "import time; time.sleep(30)"], {}, str(tmp_path), 0.5)
+    assert slow.timed_out and not slow.ok and "timed out" in slow.why()
+
+
+def test_missing_tool_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot run migration command"):
+        run_local(["/nonexistent/alembic", "heads"], {}, None, 5)
+
+
+def test_lock_report_wording() -> None:
+    report = LockReport(interval_s=0.02, samples=10, longest=HeldLock("items", "AccessExclusiveLock", 0.12))
+    assert report.longest_s == 0.12
+    assert report.summary().startswith("AccessExclusiveLock on items for >= 0.120s")
+    assert LockReport(interval_s=0.02, samples=5).longest_s == 0.0
+    assert LockReport(interval_s=0.02, error="side connection failed").longest_s is None
