@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -40,13 +41,18 @@ def run_many(
     for i in range(runs):
         drill = cls.for_inventory(inv, **options)
         t0 = time.monotonic()
+        load = os.getloadavg()[0]
         journal = execute(drill, DrillContext(inventory=inv, report_root=report_root, quiet=True))
         m = journal.measurements
+        # How busy the machine was: latency figures mean little on an overloaded box.
+        m["bench_load_avg_1m"] = round((load + os.getloadavg()[0]) / 2, 2)
         print(
             f"  {cls.name} run {i + 1}/{runs}: {journal.verdict} in {time.monotonic() - t0:.1f}s "
             f"flip={m.get('readiness_flip_s')} recovery={m.get('recovery_s')} "
             f"errors={m.get('error_pct_during_outage')}% ({m.get('failed_during_outage')}/"
-            f"{m.get('requests_during_outage')}) lb_detect={m.get('lb_detect_s')}",
+            f"{m.get('requests_during_outage')}) lb_detect={m.get('lb_detect_s')} "
+            f"p95={m.get('outage_p95_ms')}ms (baseline {m.get('baseline_p95_ms')}ms) "
+            f"load={m['bench_load_avg_1m']}",
             file=sys.stderr,
             flush=True,
         )
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "kill_witnessed_after_playbook_start_s": stats(js, "kill_witnessed_after_playbook_start_s"),
             "outage_p95_ms": stats(js, "outage_p95_ms"),
             "lb_detect_s": stats(js, "lb_detect_s"),
+            "baseline_p95_ms": stats(js, "baseline_p95_ms"),
+            "load_avg_1m": stats(js, "bench_load_avg_1m"),
         }
     for name, cls in (("kill-redis", KillRedis), ("kill-app", KillApp)):
         if name not in only:
@@ -112,12 +120,16 @@ def main(argv: list[str] | None = None) -> int:
             "outage_requests": totals(js),
             "outage_p95_ms": stats(js, "outage_p95_ms"),
             "recovery_s": stats(js, "recovery_s"),
+            "baseline_p95_ms": stats(js, "baseline_p95_ms"),
+            "load_avg_1m": stats(js, "bench_load_avg_1m"),
+            "failed_checks": sorted({c.name for j in js for c in j.failed_checks}),
         }
         if name == "kill-app":
             result[name]["lb_detect_s"] = stats(js, "lb_detect_s")
         else:
             result[name]["degraded_flip_s"] = stats(js, "degraded_flip_s")
     result["verdicts"] = verdicts
+    result["cpus"] = os.cpu_count()
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -42,72 +42,93 @@ from drillbook.core.inventory import load_inventory
 SRC = "drillbook_bench_src"
 BARE = "drillbook_bench_bare"
 
-VOCABULARY = """
-CREATE TABLE vocabulary AS
-SELECT i AS id, (SELECT string_agg(chr(97 + (random() * 25)::int), '')
-                   FROM generate_series(1, 2 + (random() * 9)::int) WHERE i > 0) AS word
-  FROM generate_series(1, 6000) i;
-"""
+# A vocabulary of 30k made-up words, and 200k sentences of 4-16 words drawn with a Zipf-like
+# distribution (common words are common): text that gzip treats like prose, not like filler.
+VOCABULARY = [
+    """CREATE TABLE words AS SELECT x AS id,
+           translate(substr(md5(x::text), 1, 2 + x % 9), '0123456789', 'ghijklmnop') AS w
+         FROM generate_series(1, 30000) x""",
+    "ALTER TABLE words ADD PRIMARY KEY (id)",
+    """CREATE TABLE sentences AS
+       SELECT x.sid AS id, string_agg(w.w, ' ' ORDER BY x.pos) AS s
+         FROM (SELECT sid, pos, floor(exp(random() * ln(30000)))::int AS r
+                 FROM generate_series(1, 200000) sid, generate_series(1, 16) pos
+                WHERE pos <= 4 + sid % 13) x
+         JOIN words w ON w.id = x.r
+        GROUP BY x.sid""",
+    "ALTER TABLE sentences ADD PRIMARY KEY (id)",
+    "ANALYZE words",
+    "ANALYZE sentences",
+]
 
-# Rows {lo}..{hi} per statement; {w} is a random word of the vocabulary ({wk} the same inside a
-# per-row subquery over k(i), so the aggregate belongs to the subquery), so gzip sees real-looking text.
-WORD = "v[1 + (random() * 5999)::int]"
-WORD_K = "v[1 + (random() * 5999)::int + 0 * k.i]"
-TABLES = {
+
+def _sentence(alias: str, prime: int) -> str:
+    """Join clause picking sentence (g * prime) mod 200k for row g: a hash join, no per-row lookup."""
+    return f"JOIN sentences {alias} ON {alias}.id = (g * {prime}) % 200000 + 1"
+
+
+def _word(alias: str, prime: int) -> str:
+    return f"JOIN words {alias} ON {alias}.id = (g * {prime}) % 30000 + 1"
+
+
+# name: (CREATE TABLE, INSERT for rows {lo}..{hi}, indexes, share of the size, bytes per row on disk)
+TABLES: dict[str, tuple[str, str, list[str], float, int]] = {
     "customers": (
         """CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text, country char(2),
                created_at timestamptz, notes text)""",
-        """INSERT INTO customers
-           SELECT g, initcap({w}) || ' ' || initcap({w}),
-                  {w} || g || '@' || {w} || '.example',
-                  upper(substr({w}, 1, 2)),
-                  now() - random() * interval '1000 days',
-                  (SELECT string_agg({wk}, ' ')
-                     FROM generate_series(1, (random() * 25)::int) k(i) WHERE g > 0)
-             FROM generate_series({lo}, {hi}) g, (SELECT array_agg(word) v FROM vocabulary) w""",
+        f"""INSERT INTO customers
+            SELECT g, initcap(a.w) || ' ' || initcap(b.w), a.w || g || '@' || b.w || '.example',
+                   upper(substr(b.w, 1, 2)), now() - random() * interval '1000 days', n.s
+              FROM generate_series({{lo}}::bigint, {{hi}}) g
+              {_word("a", 7919)} {_word("b", 104729)} {_sentence("n", 15485863)}""",
         ["CREATE INDEX ON customers (email)", "CREATE INDEX ON customers (created_at)"],
-        0.14,
+        0.15,
+        290,
     ),
     "orders": (
-        """CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, status text, total numeric(12,2),
-               created_at timestamptz, lines jsonb)""",
-        """INSERT INTO orders
-           SELECT g, 1 + (random() * {customers})::bigint,
-                  (ARRAY['new','paid','shipped','delivered','cancelled'])[1 + (random() * 4)::int],
-                  round((random() * 500)::numeric, 2), now() - random() * interval '1000 days',
-                  jsonb_build_array(jsonb_build_object('sku', {w}, 'qty',
-                                    1 + (random() * 4)::int, 'price', round((random() * 100)::numeric, 2)),
-                                    jsonb_build_object('sku', {w}, 'qty', 1))
-             FROM generate_series({lo}, {hi}) g, (SELECT array_agg(word) v FROM vocabulary) w""",
+        """CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, status text,
+               total numeric(12,2), created_at timestamptz, lines jsonb)""",
+        f"""INSERT INTO orders
+            SELECT g, 1 + (random() * {{customers}})::bigint,
+                   (ARRAY['new','paid','shipped','delivered','cancelled'])[1 + (random() * 4)::int],
+                   round((random() * 500)::numeric, 2), now() - random() * interval '1000 days',
+                   jsonb_build_array(
+                       jsonb_build_object('sku', a.w, 'qty', 1 + g % 4,
+                                          'price', round((random() * 100)::numeric, 2)),
+                       jsonb_build_object('sku', b.w, 'qty', 1, 'note', c.w || ' ' || a.w))
+              FROM generate_series({{lo}}::bigint, {{hi}}) g
+              {_word("a", 7919)} {_word("b", 104729)} {_word("c", 1299709)}""",
         ["CREATE INDEX ON orders (customer_id)", "CREATE INDEX ON orders (created_at)"],
-        0.33,
+        0.25,
+        300,
     ),
     "events": (
         """CREATE TABLE events (id bigint PRIMARY KEY, order_id bigint, kind text, at timestamptz,
                message text)""",
-        """INSERT INTO events
-           SELECT g, 1 + (random() * {orders})::bigint,
-                  (ARRAY['view','click','cart','pay','ship','mail','refund'])[1 + (random() * 6)::int],
-                  now() - random() * interval '1000 days',
-                  (SELECT string_agg({wk}, ' ')
-                     FROM generate_series(1, 10 + (random() * 40)::int) k(i) WHERE g > 0)
-             FROM generate_series({lo}, {hi}) g, (SELECT array_agg(word) v FROM vocabulary) w""",
+        f"""INSERT INTO events
+            SELECT g, 1 + (random() * {{orders}})::bigint,
+                   (ARRAY['view','click','cart','pay','ship','mail','refund'])[1 + (random() * 6)::int],
+                   now() - random() * interval '1000 days',
+                   a.s || ' ' || b.s || CASE WHEN g % 2 = 0 THEN ' ' || c.s ELSE '' END
+              FROM generate_series({{lo}}::bigint, {{hi}}) g
+              {_sentence("a", 7919)} {_sentence("b", 104729)} {_sentence("c", 15485863)}""",
         ["CREATE INDEX ON events (order_id)", "CREATE INDEX ON events (at)"],
-        0.47,
+        0.50,
+        330,
     ),
     "products": (
         """CREATE TABLE products (sku text PRIMARY KEY, title text, price numeric(10,2), description text)""",
-        """INSERT INTO products
-           SELECT 'sku-' || g, initcap({w}), round((random() * 100)::numeric, 2),
-                  (SELECT string_agg({wk}, ' ')
-                     FROM generate_series(1, 60) k(i) WHERE g > 0)
-             FROM generate_series({lo}, {hi}) g, (SELECT array_agg(word) v FROM vocabulary) w""",
+        f"""INSERT INTO products
+            SELECT 'sku-' || g, initcap(a.s), round((random() * 100)::numeric, 2),
+                   b.s || '. ' || c.s || '. ' || d.s || '.'
+              FROM generate_series({{lo}}::bigint, {{hi}}) g
+              {_sentence("a", 7919)} {_sentence("b", 104729)} {_sentence("c", 15485863)}
+              {_sentence("d", 179424673)}""",
         [],
-        0.06,
+        0.10,
+        410,
     ),
 }
-# Bytes per row on disk (heap + indexes), measured once, to size the tables for --gib.
-BYTES_PER_ROW = {"customers": 190, "orders": 260, "events": 330, "products": 520}
 
 
 def say(msg: str) -> None:
@@ -118,37 +139,39 @@ def build_source(admin: str, gib: float, jobs: int) -> None:
     pgdata.create_database(admin, SRC, replace=True)
     dsn = pgdata.dsn_for(admin, SRC)
     with pgdata.connect(dsn) as conn:
-        conn.execute(VOCABULARY)
+        conn.execute("SET jit = off")
+        for statement in VOCABULARY:
+            conn.execute(statement)  # type: ignore[arg-type]
         for create, *_ in TABLES.values():
-            conn.execute(create)
+            conn.execute(create)  # type: ignore[arg-type]
     target = gib * 1024**3
-    rows = {name: int(target * share / BYTES_PER_ROW[name]) for name, (_, _, _, share) in TABLES.items()}
+    rows = {name: int(target * share / per_row) for name, (_, _, _, share, per_row) in TABLES.items()}
     chunks: list[tuple[str, int, int]] = []
     for name, n in rows.items():
-        step = 200_000
+        step = 250_000
         chunks += [(name, lo, min(n, lo + step - 1)) for lo in range(1, n + 1, step)]
     say(f"building {SRC}: {rows} rows in {len(chunks)} chunks over {jobs} sessions")
     lock = threading.Lock()
 
     def worker() -> None:
         with pgdata.connect(dsn) as conn:
+            conn.execute("SET jit = off")
             while True:
                 with lock:
                     if not chunks:
                         return
                     name, lo, hi = chunks.pop()
-                sql = TABLES[name][1].format(
-                    lo=lo, hi=hi, w=WORD, wk=WORD_K, customers=rows["customers"], orders=rows["orders"]
-                )
+                sql = TABLES[name][1].format(lo=lo, hi=hi, customers=rows["customers"], orders=rows["orders"])
                 conn.execute(sql)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(worker) for _ in range(jobs)]:
             future.result()
     with pgdata.connect(dsn) as conn:
-        for _, _, indexes, _ in TABLES.values():
+        for _, _, indexes, _, _ in TABLES.values():
             for ix in indexes:
                 conn.execute(ix)  # type: ignore[arg-type]
+        conn.execute("DROP TABLE words, sentences")
         conn.execute("VACUUM ANALYZE")
         size = pgdata.database_size(conn)
     say(f"{SRC} is {size / 1024**3:.2f} GiB")

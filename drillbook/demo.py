@@ -39,9 +39,39 @@ class DemoResult:
         return self.journal is not None and self.journal.verdict == self.step.expect
 
 
+def _smoke(inv: Inventory) -> Drill:
+    from drillbook.smoke import Smoke
+
+    return Smoke()
+
+
+def _audit_http(inv: Inventory) -> Drill:
+    from drillbook.audit.drill import HttpAudit
+
+    return HttpAudit()
+
+
+def _audit_hosts(inv: Inventory) -> Drill:
+    from drillbook.audit.drill import HostsAudit
+
+    return HostsAudit()
+
+
+def _migrate_rehearse(inv: Inventory) -> Drill:
+    from drillbook.migrate import Rehearse, load_settings
+
+    # The lab is at head after lab.up: rehearse the whole chain from the first revision.
+    return Rehearse(load_settings(inv), from_="0001")
+
+
 def demo_steps() -> list[DemoStep]:
     """The drills of every capability, in the order a release would meet them."""
-    return []
+    return [
+        DemoStep("smoke", _smoke),
+        DemoStep("audit.http", _audit_http),
+        DemoStep("audit.hosts", _audit_hosts),
+        DemoStep("migrate.rehearse", _migrate_rehearse),
+    ]
 
 
 def run_demo(inv: Inventory, report_root: Path, quiet: bool = False) -> list[DemoResult]:
@@ -63,6 +93,19 @@ def run_demo(inv: Inventory, report_root: Path, quiet: bool = False) -> list[Dem
             results.append(DemoResult(step, None, str(exc)))
     progress(f"demo finished in {time.monotonic() - t0:.0f}s")
     return results
+
+
+def print_scorecard(inv: Inventory, report_root: Path) -> None:
+    """The scorecard of every drill, the HTML page, and the checklist, as the demo's last word."""
+    from drillbook.checklist import evaluate, load_checklist
+    from drillbook.checklist.render import table
+    from drillbook.report.html import write_html
+    from drillbook.report.scorecard import render_terminal
+
+    render_terminal(report_root, inv)
+    page = write_html(report_root, None, inv)
+    out.print(table(evaluate(load_checklist(), report_root)))
+    out.print(f"scorecard page: {page}")
 
 
 def print_results(results: list[DemoResult]) -> None:

@@ -18,6 +18,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,23 +144,17 @@ def big_backup(inv: Inventory, big_source: str, tmp_path_factory: pytest.TempPat
     return settings
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone S3 server on a free loopback port, with throwaway credentials in the environment."""
+@contextmanager
+def _moto_server(log: Path, **env: str) -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port; yields its URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
         )
-    saved = {
-        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    }
-    os.environ.update(AWS_ACCESS_KEY_ID="drillbook-test", AWS_SECRET_ACCESS_KEY="drillbook-test")
-    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -169,10 +164,23 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3 API server for the module, with throwaway credentials in the environment (the AWS chain)."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(AWS_ACCESS_KEY_ID="drillbook-test", AWS_SECRET_ACCESS_KEY="drillbook-test")
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    try:
+        with _moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+            yield url
+    finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -260,6 +268,20 @@ def test_restore_into_gives_a_verified_copy(inv: Inventory, tmp_path: Path) -> N
         restore_into(inv, "app", settings=settings)
 
 
+def test_scratch_cluster_and_boot_app(inv: Inventory, tmp_path: Path) -> None:
+    """--scratch cluster --boot-app: restored off the lab's cluster, the service booted on it and timed."""
+    settings = _settings(inv, tmp_path)
+    take_backup(inv, settings=settings)
+    journal = _drill(inv, settings, tmp_path / "reports", scratch="cluster", boot_app=True)
+    assert journal.verdict == "pass", (journal.error, journal.failed_checks)
+    ms = journal.measurements
+    assert ms["boot_s"] is not None and ms["total_s"] >= ms["restore_s"] + ms["boot_s"]
+    assert "health/ready" in journal.witnesses["boot_s"]
+    assert ms["scratch_db"] not in _databases(inv, "drillbook_restore")
+    assert not list((tmp_path / "work" / "clusters").iterdir()), "the scratch cluster must be removed"
+    assert "boot-app.log" in journal.artefacts
+
+
 # -- faults ---------------------------------------------------------------------------------------
 def test_corrupted_file_fails_the_drill_and_names_the_file(
     inv: Inventory, big_backup: BackupSettings, tmp_path: Path
@@ -304,8 +326,8 @@ def test_unreachable_repository_is_one_line_exit_2(inv: Inventory, tmp_path: Pat
     )
     assert res.returncode == 2
     assert "does not exist" in res.stdout + res.stderr and "Traceback" not in res.stdout + res.stderr
-    res = _inv_cli("backup.list", "--inventory", str(inv_dir))
-    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "error:" in res.stderr
+    (line,) = [line for line in res.stdout.splitlines() if "does not exist" in line]
+    assert line.strip().startswith("!") and "backup repository" in line, res.stdout
 
 
 # -- S3 -------------------------------------------------------------------------------------------
@@ -356,18 +378,17 @@ def test_s3_round_trip_through_moto(inv: Inventory, big_source: str, moto: str, 
     journal = _drill(inv, settings, tmp_path / "reports")
     assert journal.verdict == "fail" and biggest.path in journal.failed_checks[0].detail
 
-    # a missing bucket is a one-line repository error (exit 2 on the command line)
-    with pytest.raises(RepositoryError, match="does not exist"):
+    # a missing bucket is a repository error: one line, exit 2 through the task layer
+    with pytest.raises(RepositoryError, match=r"drillbook-no-such-bucket.*does not exist"):
         open_repository(settings.model_copy(update={"s3_bucket": "drillbook-no-such-bucket"})).check()
-    inv_dir = _inventory_with(
-        tmp_path,
-        backup_repository="s3",
-        backup_s3_bucket="drillbook-no-such-bucket",
-        backup_s3_endpoint_url=moto,
-        backup_s3_region="us-east-1",
-    )
-    res = _inv_cli("backup.list", "--inventory", str(inv_dir))
-    assert res.returncode == 2 and "drillbook-no-such-bucket" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_s3_refused_credentials_are_a_repository_error(inv: Inventory, moto: str, tmp_path: Path) -> None:
+    """moto with authentication on: unknown keys are refused, as AWS refuses them."""
+    with _moto_server(tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT="0") as url:
+        settings = _settings(inv, tmp_path, repository="s3", s3_bucket="drillbook-test", s3_endpoint_url=url)
+        with pytest.raises(RepositoryError, match=r"access denied .*check the AWS credentials"):
+            open_repository(settings).check()
 
 
 # -- retention -------------------------------------------------------------------------------------

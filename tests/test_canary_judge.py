@@ -92,6 +92,13 @@ def test_slow_release_breaches_and_a_small_difference_does_not(judge: Judge) -> 
     assert close.decision == "pass", close.reason
 
 
+def test_latency_can_be_left_out_when_there_is_no_same_window_baseline(judge: Judge) -> None:
+    # The 100 % step: the canary carries the whole load and is judged against an earlier window.
+    loaded = window(200, 0, latency_ms=8, slow_share=0.5)
+    assert judge.assess(loaded, window(800, 0)).decision == "breach"
+    assert judge.assess(loaded, window(800, 0), judge_latency=False, window_done=True).decision == "pass"
+
+
 def test_a_few_slow_requests_do_not_roll_back(judge: Judge) -> None:
     # 3 % of canary requests hit a slow path: p95 stays where the baseline's is.
     a = judge.assess(window(200, 0, slow_share=0.03), window(1800, 0), window_done=True)

@@ -25,13 +25,16 @@ from typing import Any
 
 import pytest
 import yaml
+from invoke.context import Context
+from invoke.exceptions import Exit
 
 from drillbook.core.drill import DrillContext, execute
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import REPO_ROOT
 from drillbook.load import LoadRun, load_settings, make_plan
+from drillbook.tasks import load as load_tasks
 
-LOCUSTFILE = '''
+LOCUSTFILE = """
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -46,7 +49,7 @@ class Client(FastHttpUser):
         with self.client.get("/thing/7", name="/thing/[id]", catch_response=True) as resp:
             if resp.text != "ok":
                 resp.failure("wrong body")
-'''
+"""
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -122,15 +125,8 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
-def _inv(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _context(inv: Any, tmp_path: Path) -> DrillContext:
+    return DrillContext(inventory=inv, report_root=tmp_path / "r", quiet=True)
 
 
 def _assert_real_png(path: Path) -> None:
@@ -141,13 +137,21 @@ def _assert_real_png(path: Path) -> None:
     assert pixels.shape[0] > 400 and pixels.std() > 0.05
 
 
-def test_short_run_with_two_processes_holds_the_rate(tmp_path: Path, target: str, state_dir: Path) -> None:
+def test_short_run_with_two_processes_holds_the_rate(
+    tmp_path: Path, target: str, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inv = load_inventory(write_inventory(tmp_path / "inv", target))
     settings = load_settings(inv)
     plan = make_plan(inv, settings, processes=2)
-    journal = execute(LoadRun(settings, plan), DrillContext(inventory=inv, report_root=tmp_path / "r", quiet=True))
+    journal = execute(
+        LoadRun(settings, plan), DrillContext(inventory=inv, report_root=tmp_path / "r", quiet=True)
+    )
     report = Path(journal.report_dir or "")
-    assert journal.verdict == "pass", (journal.error, journal.checks, (report / "locust.log").read_text()[-2000:])
+    assert journal.verdict == "pass", (
+        journal.error,
+        journal.checks,
+        (report / "locust.log").read_text()[-2000:],
+    )
     m = journal.measurements
     assert m["target_rps"] == 48 and abs(m["achieved_rps"] - 48) <= 0.03 * 48
     assert m["requests"] == pytest.approx(48 * 6, abs=3)
@@ -158,33 +162,53 @@ def test_short_run_with_two_processes_holds_the_rate(tmp_path: Path, target: str
         assert (report / name).stat().st_size > 0, name
     _assert_real_png(report / "load.png")
     assert "![achieved rate and p95 over time](load.png)" in (report / "summary.md").read_text()
+    capsys.readouterr()
+    load_tasks.report(Context(), report_dir=str(tmp_path / "r"))  # load.report: the latest run again
+    again = capsys.readouterr().out
+    assert "load.run: PASS" in again and "achieved_rps" in again and "GET /thing/[id]" in again
 
 
-def test_target_down_exits_2_with_the_url_before_ramping(tmp_path: Path, state_dir: Path) -> None:
+def test_target_down_exits_2_with_the_url_before_ramping(
+    tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     root = write_inventory(tmp_path / "inv", url)
-    env = {**os.environ, "DRILLBOOK_STATE_DIR": str(state_dir)}
-    done = _inv(["load.run", "-i", str(root), "--report-dir", str(tmp_path / "r")], env)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert url in done.stdout + done.stderr
+    with pytest.raises(Exit) as exc:
+        load_tasks.run(Context(), inventory=str(root), report_dir=str(tmp_path / "r"))
+    assert exc.value.code == 2
+    assert url in capsys.readouterr().out
     (report,) = (tmp_path / "r").glob("*-load.run")
     assert not (report / "locust.log").exists(), "Locust must not start against a dead target"
     journal = json.loads((report / "journal.json").read_text())
     assert journal["verdict"] == "error" and url in journal["error"]
+    phases = [p["name"] for p in journal["phases"]]
+    assert phases[0] == "preflight" and "act" not in phases
 
 
 @pytest.mark.parametrize(
-    ("option", "message"),
-    [(["--headroom", "-0.5"], "--headroom must be 0 or more"), (["--duration", "1s"], "not longer than --ramp")],
+    ("options", "message"),
+    [
+        ({"headroom": -0.5}, "--headroom must be 0 or more"),
+        ({"rps": 0}, "--rps must be a positive"),
+        ({"rps": 10_000_000}, "above load_max_rps"),
+        ({"duration": "1s"}, "not longer than --ramp"),
+    ],
 )
-def test_bad_option_exits_2_with_one_line(tmp_path: Path, option: list[str], message: str) -> None:
+def test_bad_option_exits_2_with_one_line(
+    tmp_path: Path, options: dict[str, Any], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = write_inventory(tmp_path / "inv", "http://127.0.0.1:9")
-    done = _inv(["load.run", "-i", str(root), *option], dict(os.environ))
-    assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(Exit) as exc:
+        load_tasks.run(Context(), inventory=str(root), report_dir=str(tmp_path / "r"), **options)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists(), "a refused run leaves no report"
 
 
-def test_ctrl_c_stops_locust_and_writes_a_partial_report(tmp_path: Path, target: str, state_dir: Path) -> None:
+def test_ctrl_c_stops_locust_and_writes_a_partial_report(
+    tmp_path: Path, target: str, state_dir: Path
+) -> None:
     root = write_inventory(tmp_path / "inv", target, duration="60s")
     env = {**os.environ, "DRILLBOOK_STATE_DIR": str(state_dir)}
     proc = subprocess.Popen(
@@ -229,7 +253,9 @@ def test_distributed_workers_started_through_ansible(tmp_path: Path, target: str
     settings = load_settings(inv)
     plan = make_plan(inv, settings)
     assert plan.distributed and plan.loadgen_hosts == ("t-loadgen-1",)
-    journal = execute(LoadRun(settings, plan), DrillContext(inventory=inv, report_root=tmp_path / "r", quiet=True))
+    journal = execute(
+        LoadRun(settings, plan), DrillContext(inventory=inv, report_root=tmp_path / "r", quiet=True)
+    )
     report = Path(journal.report_dir or "")
     assert journal.verdict == "pass", (journal.error, journal.checks)
     records = json.loads((report / "drillbook_load.json").read_text())

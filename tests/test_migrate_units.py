@@ -249,8 +249,10 @@ def test_missing_tool_is_a_config_error() -> None:
 
 
 def test_lock_report_wording() -> None:
-    report = LockReport(interval_s=0.02, samples=10, longest=HeldLock("items", "AccessExclusiveLock", 0.12))
+    report = LockReport(
+        interval_s=0.02, samples=10, longest=HeldLock("items", "AccessExclusiveLock", 0.12, 7)
+    )
     assert report.longest_s == 0.12
-    assert report.summary().startswith("AccessExclusiveLock on items for >= 0.120s")
+    assert report.summary().startswith("AccessExclusiveLock on items for >= 0.120s (seen in 7 samples)")
     assert LockReport(interval_s=0.02, samples=5).longest_s == 0.0
     assert LockReport(interval_s=0.02, error="side connection failed").longest_s is None

@@ -21,7 +21,7 @@ from rich.console import Console
 from drillbook.core.errors import ConfigError
 from drillbook.core.journal import Check, Journal, summary_markdown
 from drillbook.core.paths import LAB_INVENTORY
-from drillbook.report.figures import key_figure, parse_limit
+from drillbook.report.figures import headline, key_figure, parse_limit
 from drillbook.report.html import write_html
 from drillbook.report.prom import write_metrics
 from drillbook.report.scorecard import ReportSettings, build_scorecard, load_settings, render_terminal
@@ -183,6 +183,14 @@ def test_key_figures_and_limits() -> None:
     fig = key_figure(j)
     assert fig is not None and (fig.name, fig.limit, fig.op, fig.ok) == ("p95_ms", 250.0, "<=", True)
     assert key_figure(Journal(drill="d", inventory="i", environment="lab", measurements={"n": 2})) is not None
+    failing = Journal(
+        drill="d",
+        inventory="i",
+        environment="lab",
+        measurements={"restore_s": 10},
+        checks=[Check("restore_s", 10, "<= 300", True), Check("rows", 1, 2, False), Check("x", 0, 1, False)],
+    )
+    assert headline(failing) == "restore_s=10 (<= 300); failed rows=1 (2) (+1 more)"
     assert key_figure(Journal(drill="d", inventory="i", environment="lab", measurements={"ok": True})) is None
 
 

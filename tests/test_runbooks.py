@@ -16,6 +16,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
+from drillbook.core.drill import Drill
 from drillbook.core.journal import Journal
 from drillbook.core.paths import LAB_INVENTORY, REPO_ROOT, RUNBOOKS
 from drillbook.report.scorecard import ReportSettings, build_scorecard, load_settings
@@ -101,7 +102,7 @@ def errors_of(result: CheckResult) -> list[str]:
 
 
 def test_a_good_runbook_passes(rbdir: Path) -> None:
-    result = check(rbdir, fake_namespace())
+    result = check(rbdir, fake_namespace(), drill_classes=[])
     assert result.ok, errors_of(result)
     assert result.runbooks == 1 and result.commands == 2 and result.drill_tasks == 1
     assert not result.warnings, [p.render() for p in result.warnings]
@@ -134,7 +135,7 @@ def test_missing_task_bad_option_and_bad_value_are_reported_with_file_and_line(r
         """,
     )
     problems: dict[tuple[str, int], list[str]] = {}
-    for p in check(rbdir, fake_namespace()).errors:
+    for p in check(rbdir, fake_namespace(), drill_classes=[]).errors:
         problems.setdefault((p.path.name, p.line), []).append(p.message)
     assert problems[("bad.md", 11)] == ["`inv lab.stats`: no task lab.stats (did you mean lab.status?)"]
     assert "task lab.status has no option --verbose" in problems[("bad.md", 16)][0]
@@ -151,7 +152,7 @@ def test_broken_front_matter_is_reported_with_file_and_line(rbdir: Path) -> None
     write(rbdir, "yaml.md", "---\ntitle: Broken\nseverity: [SEV1\nowner: x\n---\n1. step\n")
     write(rbdir, "none.md", "# No front matter\n\n1. step\n")
     write(rbdir, "types.md", "---\ntitle: T\nseverity: SEV2\nalerts: {a: 1}\ntasks: []\n---\n1. step\n")
-    problems = [p.render() for p in check(rbdir, fake_namespace()).errors]
+    problems = [p.render() for p in check(rbdir, fake_namespace(), drill_classes=[]).errors]
     assert any("yaml.md:4: error: front matter is not valid YAML" in p for p in problems), problems
     assert any("none.md:1: error: no YAML front matter" in p for p in problems), problems
     assert any("types.md:4: error: front matter 'alerts': must be a list of names" in p for p in problems)
@@ -166,37 +167,67 @@ def test_broken_relative_link_is_reported(rbdir: Path) -> None:
         GOOD + "\n3. See [the other one](other.md#step-2), [site](https://example.org)"
         " and [top](#restore-from-backup).\n",
     )
-    problems = [p.render() for p in check(rbdir, fake_namespace()).errors if p.path.name == "links.md"]
+    problems = [
+        p.render()
+        for p in check(rbdir, fake_namespace(), drill_classes=[]).errors
+        if p.path.name == "links.md"
+    ]
     assert problems == [f"{rbdir / 'links.md'}:23: error: link target other.md#step-2 does not exist"]
 
 
 def test_drill_task_without_runbook_or_with_a_missing_one_fails(rbdir: Path) -> None:
-    problems = [p.render() for p in check(rbdir, fake_namespace(with_forgotten=True)).errors]
+    problems = [
+        p.render() for p in check(rbdir, fake_namespace(with_forgotten=True), drill_classes=[]).errors
+    ]
     assert any(
         "drill task backup.forgotten does not name its runbook" in p and "test_runbooks.py" in p
         for p in problems
     ), problems
     (rbdir / "restore.md").unlink()
-    problems = [p.render() for p in check(rbdir, fake_namespace()).errors]
+    problems = [p.render() for p in check(rbdir, fake_namespace(), drill_classes=[]).errors]
     assert any(
         "drill task backup.restore-test names runbooks/restore.md, which does not exist" in p
         for p in problems
     ), problems
 
 
+class RestoreDrill(Drill):
+    name = "backup.restore-test"
+    runbook = "runbooks/missing.md"
+
+
+def test_a_drill_class_naming_a_missing_runbook_fails(rbdir: Path) -> None:
+    problems = check(rbdir, fake_namespace(), drill_classes=[RestoreDrill]).problems
+    assert [(p.level, p.message) for p in problems if p.path.name == "test_runbooks.py"] == [
+        (
+            "error",
+            "drill backup.restore-test (RestoreDrill.runbook) names runbooks/missing.md, "
+            "which does not exist",
+        ),
+        (
+            "warning",
+            "drill backup.restore-test names runbooks/missing.md but task backup.restore-test's "
+            "docstring names runbooks/restore.md",
+        ),
+    ]
+
+
 def test_index_out_of_date_fails_until_regenerated(rbdir: Path) -> None:
     new = GOOD.replace("alerts: [DataLoss]", "alerts: [DataLoss, BackupMissing]")
     write(rbdir, "restore.md", new)
-    problems = [p.render() for p in check(rbdir, fake_namespace()).errors]
+    problems = [p.render() for p in check(rbdir, fake_namespace(), drill_classes=[]).errors]
     assert any("README.md" in p and "index is out of date" in p for p in problems), problems
     assert index.write_index(rbdir / "README.md", [parse_file(rbdir / "restore.md")])
-    assert check(rbdir, fake_namespace()).ok
+    assert check(rbdir, fake_namespace(), drill_classes=[]).ok
     assert "| BackupMissing | [Restore from backup](restore.md) | SEV1 |" in (rbdir / "README.md").read_text()
 
 
 def test_freshness_limits_must_name_drill_tasks(rbdir: Path) -> None:
     result = check(
-        rbdir, fake_namespace(), freshness_drills=["backup.restore-test", "lab.status", "backup.nope"]
+        rbdir,
+        fake_namespace(),
+        drill_classes=[],
+        freshness_drills=["backup.restore-test", "lab.status", "backup.nope"],
     )
     messages = [p.message for p in result.errors]
     assert any("'lab.status', which is not a drill task" in m for m in messages)
@@ -219,17 +250,17 @@ def test_strict_fails_on_a_runbook_whose_drill_is_stale(rbdir: Path, tmp_path: P
     catalog = TaskCatalog(fake_namespace())
     assert runbook_drills(parse_file(rbdir / "restore.md"), catalog) == ["backup.restore-test"]
 
-    result = check(rbdir, fake_namespace(), scorecard=build_scorecard(reports, settings))
+    result = check(rbdir, fake_namespace(), drill_classes=[], scorecard=build_scorecard(reports, settings))
     assert [p.render() for p in result.errors] == [
         f"{rbdir / 'restore.md'}:1: error: drill backup.restore-test is stale: never passed (limit 7 days)"
     ]
     _journal(reports, "backup.restore-test", "pass", days_ago=9)
     _journal(reports, "backup.restore-test", "fail", days_ago=1)
-    result = check(rbdir, fake_namespace(), scorecard=build_scorecard(reports, settings))
+    result = check(rbdir, fake_namespace(), drill_classes=[], scorecard=build_scorecard(reports, settings))
     assert "last passed 9d ago (limit 7 days)" in result.errors[0].message
     _journal(reports, "backup.restore-test", "pass", days_ago=2)
-    assert check(rbdir, fake_namespace(), scorecard=build_scorecard(reports, settings)).ok
-    assert check(rbdir, fake_namespace()).ok  # not strict: staleness is not checked
+    assert check(rbdir, fake_namespace(), drill_classes=[], scorecard=build_scorecard(reports, settings)).ok
+    assert check(rbdir, fake_namespace(), drill_classes=[]).ok  # not strict: staleness is not checked
 
 
 # -- the model ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ RestoreTest, phase by phase:
   refused if it is the source's, free disk space when it can be known.
 * act: download, integrity (SHA-256 of every file), restore (``pg_restore -j N``
   into a scratch database whose drop is registered first, so Ctrl-C or any
-  failure drops it).
+  failure drops it; with ``--scratch cluster`` into a throwaway cluster on the
+  control machine, stopped and removed the same way).
 * observe: every table's rows and checksum against the manifest, the
   inventory's SQL assertions, the newest sentinel row (RPO), then with
   ``--boot-app`` one instance of the service against the scratch database
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 from drillbook.backup import boot
 from drillbook.backup.errors import BackupCorrupt, BackupFailed
 from drillbook.backup.manifest import Manifest, parse_time
-from drillbook.backup.repository import Fetched, Repository, VerificationRecord, open_repository
+from drillbook.backup.repository import Fetched, Repository, VerificationRecord, open_repository, work_dir
 from drillbook.backup.restore import (
     fetch,
     integrity_problems,
@@ -40,6 +41,7 @@ from drillbook.backup.restore import (
     space_checks,
     verify_tables,
 )
+from drillbook.backup.scratch_cluster import ScratchCluster, start_cluster
 from drillbook.backup.settings import BackupSettings, load_settings
 from drillbook.backup.take import Backup, check_source, source_dsn, take_backup
 from drillbook.core import pgdata
@@ -142,11 +144,8 @@ class RestoreTest(Drill):
         boot_app: bool = False,
         repository: Repository | None = None,
     ) -> None:
-        if scratch != "db":
-            raise ConfigError(
-                f"--scratch {scratch}: only a scratch database on the restore server is implemented "
-                "(set backup_restore_dsn to restore on another cluster)"
-            )
+        if scratch not in ("db", "cluster"):
+            raise ConfigError(f"--scratch must be db or cluster, got {scratch!r}")
         super().__init__(
             thresholds=self._thresholds(settings) if settings else None,
             backup_id=backup_id,
@@ -158,6 +157,8 @@ class RestoreTest(Drill):
         self.repository = repository
         self.backup_id = backup_id
         self.scratch_name = scratch_name
+        self.scratch = scratch
+        self.cluster: ScratchCluster | None = None
         self.boot_app = boot_app
         # set along the way
         self.manifest: Manifest | None = None
@@ -202,19 +203,20 @@ class RestoreTest(Drill):
         run.measure(
             "backup_age_s", round(age, 3), witness=f"manifest started_at {m.started_at} vs drill start"
         )
-        self.admin_dsn = restore_admin_dsn(inv, s)
+        self.admin_dsn = restore_admin_dsn(inv, s) if self.scratch == "db" else ""
         protect = protected_names(inv, s)
         stamp = m.id.lower().replace("-", "_")
         self.scratch_name = self.scratch_name or f"{s.scratch_prefix}_{stamp}_{os.getpid()}"
         pgdata.guard(self.scratch_name, protect)  # refuses the source's name: ConfigError, exit 2
-        with pgdata.connect(self.admin_dsn) as conn:
-            if pgdata.database_exists(conn, self.scratch_name):
-                raise ConfigError(
-                    f"scratch database {self.scratch_name} already exists on "
-                    f"{pgdata.describe(self.admin_dsn)}; drop it or choose another --scratch-name"
-                )
+        if self.admin_dsn:
+            with pgdata.connect(self.admin_dsn) as conn:
+                if pgdata.database_exists(conn, self.scratch_name):
+                    raise ConfigError(
+                        f"scratch database {self.scratch_name} already exists on "
+                        f"{pgdata.describe(self.admin_dsn)}; drop it or choose another --scratch-name"
+                    )
         run.measure("scratch_db", self.scratch_name)
-        checks, unknown = space_checks(m, repo, s, self.admin_dsn)
+        checks, unknown = space_checks(m, repo, s, self.admin_dsn or None)
         for c in checks:
             run.require(f"disk_{c.what}", c.free_bytes, f">= {c.need_bytes}", c.ok, str(c))
         for u in unknown:
@@ -230,9 +232,23 @@ class RestoreTest(Drill):
         jobs = s.effective_jobs
         scratch = self.scratch_name
         protect = protected_names(inv, s)
+        if self.scratch == "cluster":
+            with run.phase("scratch-cluster") as ph:
+                cluster = self.cluster = start_cluster(
+                    work_dir(s) / "clusters",
+                    m.server_version_num // 10000,
+                    s.pg_bin_dir,
+                    s.scratch_cluster_user,
+                )
+                run.on_restore("stop and remove the scratch cluster", cluster.stop)
+                ph.detail = f"{cluster.data_dir} on 127.0.0.1:{cluster.port}"
+            self.admin_dsn = cluster.admin_dsn
         admin = self.admin_dsn
-        # registered before the database exists: Ctrl-C at any point below still drops it
-        run.on_restore(f"drop scratch database {scratch}", lambda: self._drop(run, admin, scratch, protect))
+        if self.cluster is None:
+            # registered before the database exists: Ctrl-C at any point below still drops it
+            run.on_restore(
+                f"drop scratch database {scratch}", lambda: self._drop(run, admin, scratch, protect)
+            )
         self.t_act = time.monotonic()
 
         with run.phase("download") as ph:

@@ -93,13 +93,14 @@ def _free(path: Path) -> tuple[Path, int]:
 
 
 def space_checks(
-    manifest: Manifest, repo: Repository, settings: BackupSettings, admin_dsn: str
+    manifest: Manifest, repo: Repository, settings: BackupSettings, admin_dsn: str | None
 ) -> tuple[list[SpaceCheck], list[str]]:
     """Free space where the restore will write, when it can be known from here.
 
     The download needs the backup's size on the control machine (S3 only); the
     database needs about the source's size where the restore server keeps its
-    data, which is known when that server runs on this machine. Returns the
+    data, which is known when that server runs on this machine (``admin_dsn``
+    None: a scratch cluster in the work directory). Returns the
     checks made and the ones that could not be made (for the journal).
     """
     checks: list[SpaceCheck] = []
@@ -108,6 +109,11 @@ def space_checks(
     if repo.kind != "local":
         where, free = _free(work_dir(settings))
         checks.append(SpaceCheck("download", str(where), int(manifest.total_bytes * head), free))
+    if admin_dsn is None:  # a scratch cluster in the work directory
+        where, free = _free(work_dir(settings))
+        need = manifest.db_size_bytes + (manifest.total_bytes if repo.kind != "local" else 0)
+        checks[:] = [SpaceCheck("scratch cluster + download", str(where), int(need * head), free)]
+        return checks, unknown
     params = pgdata.dsn_params(admin_dsn)
     host = str(params.get("host") or "localhost")
     if host in ("127.0.0.1", "localhost", "::1") or host.startswith("/"):
@@ -282,8 +288,8 @@ def restore_into(
     refused unless ``allow_source`` (and then an existing database is only
     dropped with ``replace`` too). Files are checked against their SHA-256
     before pg_restore, and with ``verify`` every table's rows and checksum
-    after. On any failure, including an interrupt, the database this call
-    created is dropped again. Raises :class:`BackupCorrupt`,
+    after. On any failure, including an interrupt, a database this call
+    created is dropped again (a replaced one is left for the operator). Raises :class:`BackupCorrupt`,
     :class:`RestoreMismatch`, ``BackupFailed``, ``RepositoryError``,
     ``ConfigError``.
 
@@ -321,9 +327,12 @@ def restore_into(
         t = time.monotonic()
         with step("restore"):
             with pgdata.connect(admin) as conn:
-                if pgdata.database_exists(conn, database) and not replace:
-                    raise ConfigError(f"database {database!r} already exists on {pgdata.describe(admin)}")
-            created = True  # from here on the database is this call's to drop on failure
+                existed = pgdata.database_exists(conn, database)
+            if existed and not replace:
+                raise ConfigError(f"database {database!r} already exists on {pgdata.describe(admin)}")
+            # from here on a database this call created is dropped on failure; one it replaced is
+            # left as it is for the operator (dropping it too would leave nothing at all)
+            created = not existed
             pgdata.create_database(admin, database, protect=protect, replace=replace)
             target = pgdata.dsn_for(admin, database)
             pg_restore(

@@ -61,6 +61,7 @@ class BackupSettings(BaseModel):
     rpo_query: str | None = "SELECT max(written_at) FROM sentinel"
     verify_queries: list[VerifyQuery] = Field(default_factory=list)
     scratch_prefix: str = Field(default="drillbook_restore", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    scratch_cluster_user: str = "postgres"
     disk_headroom: float = Field(default=1.2, ge=1.0)
     boot_app_timeout_s: float = Field(default=60, gt=0)
 

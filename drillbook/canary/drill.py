@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from drillbook.canary.fleet import FleetOps
 from drillbook.canary.judge import Assessment, Judge, Window
+from drillbook.canary.releases import check_artifact, read_links
 from drillbook.canary.settings import CanarySettings
 from drillbook.canary.sources import PrometheusSource, ScrapeSource, Source
 from drillbook.canary.state import Rollout, read_fleet
@@ -34,7 +35,7 @@ from drillbook.canary.watch import ServerWatch, backend_totals
 from drillbook.core import interrupts
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError, TargetUnreachable
-from drillbook.core.traffic import Request, Traffic, constant, items_mix, seed_items
+from drillbook.core.traffic import Request, Traffic, constant, items_mix, seed_items, summarize
 
 RUNBOOK = "runbooks/canary-rollback.md"
 
@@ -138,8 +139,6 @@ class CanaryDrill(_DeployDrill):
                 f"a rollout of {record.version} is {record.phase} ({record.reason or 'no reason given'}): "
                 "finish it with inv deploy.promote or undo it with inv deploy.rollback",
             )
-        from drillbook.canary.releases import check_artifact
-
         check_artifact(run.inventory, self.version)
         self._require_answering(run)
         fleet = read_fleet(run.inventory, canary_hosts=ops.plan.canary_hosts)
@@ -289,6 +288,7 @@ class CanaryDrill(_DeployDrill):
                     ready_detail=", ".join(down),
                     window_done=now - t0 >= s.window_s,
                     waited_out=now - t0 >= s.window_s + s.sample_wait_s,
+                    judge_latency=percent < 100 or reference is None,
                 )
                 if now - last_note >= 2.0 or verdict.decision != "continue":
                     last_note = now
@@ -399,8 +399,6 @@ class CanaryDrill(_DeployDrill):
             witness="HAProxy backend hrsp_5xx / req_tot, deploy to verdict",
         )
         if self.traffic is not None:
-            from drillbook.core.traffic import summarize
-
             stats = summarize(self.traffic.snapshot())
             run.measure("traffic_requests", stats.requests, witness="drillbook's own client")
             run.measure("traffic_error_pct", stats.error_pct, witness="drillbook's own client")
@@ -520,8 +518,6 @@ class RollbackDrill(_DeployDrill):
         ops = self._open(run)
         self.rollout = ops.store.load()
         self.target = self._target(run, ops)
-        from drillbook.canary.releases import check_artifact
-
         check_artifact(run.inventory, self.target)
         run.measure("to_version", self.target)
 
@@ -533,8 +529,6 @@ class RollbackDrill(_DeployDrill):
             return self.rollout.previous
         if self.settings.rollback_target != "previous":
             return self.settings.rollback_target
-        from drillbook.canary.releases import read_links
-
         links = read_links(run.inventory, [i.host for i in ops.plan.everyone])
         if self.rollout is not None and self.rollout.phase == "rolled_back":
             versions = {lk.current for lk in links.values()}

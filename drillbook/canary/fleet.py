@@ -192,6 +192,10 @@ class FleetOps:
             idle = [i for i in todo if i.name in canary_names]
             busy = [i for i in todo if i.name not in canary_names]
             self.deploy(idle, version, drain=False, cancellable=False)
+            if idle and busy:
+                # The canary hosts run the target again: let them serve while the rest rolls.
+                self.wait_serving(idle, version)
+                self.restore_canary()
             self.deploy(busy, version, serial=self.settings.promote_serial, cancellable=False)
             self.wait_serving(todo, version)
         out["serving_s"] = time.monotonic() - t0
@@ -200,6 +204,12 @@ class FleetOps:
         out["restored_s"] = time.monotonic() - t0
         self.note(f"{version} serving everywhere, weights restored ({out['restored_s']:.1f}s)")
         return out
+
+    def restore_canary(self) -> None:
+        """The canary servers back at their configured weights (the baseline left as it is)."""
+        init = self.weights.initial
+        for inst in self.plan.canary:
+            self.haproxy.set_weight(self.backend, inst.name, init[inst.name])
 
     def restore_states(self) -> None:
         """Every server back to admin state ``ready`` (a deploy cut short may leave one drained)."""

@@ -25,6 +25,11 @@ groups, and answers it exactly:
   requests slower than that bound is significantly larger than the baseline's
   (the same Fisher test on "slow" counts), so a p95 computed from a few dozen
   observations cannot roll back on its own.
+* **The 100 % step** has no baseline traffic in its window. Errors are then
+  compared with the baseline of the previous step (an error rate hardly depends
+  on load), latency is not: the canary now carries the whole load, and a p95
+  compared across windows and loads measures the load, not the release. A slow
+  release is caught at the first step, where both groups share the window.
 * **Readiness**: ``ready_failures`` consecutive failed looks (the instance's own
   ``/health/ready`` or HAProxy marking it DOWN) are a breach.
 * **Samples**: a step passes only when canary and baseline have served
@@ -224,11 +229,14 @@ class Judge:
         ready_detail: str = "",
         window_done: bool = False,
         waited_out: bool = False,
+        judge_latency: bool = True,
     ) -> Assessment:
         """One look. ``window_done``: the step's window is over; ``waited_out``: so is the sample wait."""
         s = self.settings
         err_breach, err_p, err_detail = self.errors(canary, baseline)
         lat_breach, lat_p, c_q, b_q, bound, lat_detail = self.latency(canary, baseline)
+        if not judge_latency:
+            lat_breach, lat_p, bound = False, None, None
 
         def make(decision: Decision, reason: str, findings: list[str] | None = None) -> Assessment:
             return Assessment(

@@ -244,7 +244,7 @@ WHAT_IS_VERIFIED: dict[Fault, list[str]] = {
     "kill-app": [
         "HAProxy marks the killed instance DOWN within {lb_detect_limit_s} s (lb_detect_s)",
         "the load balancer routes around it: error_pct_during_outage <= {app_error_pct_limit} %",
-        "the other instances stay ready",
+        "the other instances stay in rotation (HAProxy never marks them DOWN)",
         "the instance is back in rotation (HAProxy UP) within {recovery_limit_s} s of the start command",
         "the marker row is intact in the database (data_intact)",
     ],

@@ -23,13 +23,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["GeneratorLimit", "LoadPlan", "LoadRun", "LoadSettings", "load_settings", "make_plan"]
+__all__ = [
+    "GeneratorLimit",
+    "LoadPlan",
+    "LoadRun",
+    "LoadSettings",
+    "demo_run",
+    "load_settings",
+    "make_plan",
+]
 
 _WHERE = {
     "GeneratorLimit": "drillbook.load.judge",
     "LoadPlan": "drillbook.load.plan",
     "LoadRun": "drillbook.load.drill",
     "LoadSettings": "drillbook.load.plan",
+    "demo_run": "drillbook.load.drill",
     "load_settings": "drillbook.load.plan",
     "make_plan": "drillbook.load.plan",
 }

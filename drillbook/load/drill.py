@@ -32,6 +32,7 @@ from drillbook.core.ansible import run_playbook
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError, DrillbookError, DrillInterrupted, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
+from drillbook.core.inventory import Inventory
 from drillbook.core.metrics import scrape
 from drillbook.load import runner
 from drillbook.load.judge import GeneratorLimit, LoadFigures, compute, judge
@@ -146,7 +147,9 @@ class LoadRun(Drill):
         run.on_restore("stop Locust", lambda: runner.stop(proc))
         timeout = self.plan.duration_s + self.plan.drain_s + 120
         with run.phase("locust"):
-            outcome = runner.supervise(proc, files, timeout_s=timeout, tick=lambda: self._tick(run))
+            outcome = runner.supervise(
+                proc, files, timeout_s=timeout, tick=lambda: self._tick(run), interval_s=0.5
+            )
         self.outcome = outcome
         for path in files.existing():
             run.artefact(path)
@@ -157,10 +160,17 @@ class LoadRun(Drill):
 
     def _start_workers(self, run: DrillRun) -> None:
         """Locust workers on every loadgen host (they connect to the master once it is up)."""
+        s = self.settings
         extravars = {
             "loadgen_action": "start",
             "load_worker_sources": [str(runner.PLUGIN.with_name(f)) for f in runner.WORKER_FILES],
             "load_worker_locustfile": str(self.plan.locustfile),
+            # The validated settings, so the play and the master agree on every value.
+            "load_master_host": s.master_host,
+            "load_master_port": s.master_port,
+            "load_worker_processes": s.worker_processes,
+            "load_worker_dir": s.worker_dir,
+            "load_worker_python": s.worker_python,
         }
 
         def stop_workers() -> None:
@@ -184,11 +194,12 @@ class LoadRun(Drill):
             return
         self.witnesses.sample()
         now = time.monotonic()
-        if now - self._last_progress >= 5 and len(self.witnesses.lb) >= 2:
+        lb = self.witnesses.lb
+        if now - self._last_progress >= 5 and len(lb) >= 5:
             self._last_progress = now
-            series = self.witnesses.lb_series()
-            if series:
-                run.progress(f"HAProxy frontend: {series[-1][1]:.0f} req/s")
+            rate = self.witnesses.lb_figures(lb[-5][0], lb[-1][0])
+            if rate is not None:
+                run.progress(f"HAProxy frontend '{rate.frontend}': {rate.rps:.0f} req/s")
 
     # -- observe / verify ------------------------------------------------------------
     def observe(self, run: DrillRun) -> None:
@@ -289,3 +300,11 @@ class LoadRun(Drill):
             )
             run.artefact(path)
         return section(run.journal.measurements, run.journal.artefacts, self.notes)
+
+
+def demo_run(inv: Inventory, duration: str = "20s", ramp: str = "5s") -> LoadRun:
+    """``inv demo``'s load step: the inventory's peak x (1 + headroom) for a short run, Locust here."""
+    from drillbook.load.plan import load_settings, make_plan
+
+    settings = load_settings(inv)
+    return LoadRun(settings, make_plan(inv, settings, duration=duration, ramp=ramp, local=True))

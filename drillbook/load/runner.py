@@ -14,7 +14,7 @@ its command line and the files it leaves in the report directory:
   records by issue time, the pacer's counts, the user pool, the CPU each process
   reported.
 
-While Locust runs, :func:`supervise` calls a ``tick`` once a second (the drill
+While Locust runs, :func:`supervise` calls a ``tick`` on a fixed clock (the drill
 samples its witnesses there) and samples the CPU of every Locust process with
 psutil, the generator's side of "who ran out of CPU". On Ctrl-C (``DrillInterrupted``)
 it sends SIGINT to the Locust master, which stops its users, writes the HTML and

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 ARRIVALS = ("jittered", "poisson")
@@ -149,8 +150,10 @@ class Pacer:
     stats: PacerStats = field(default_factory=PacerStats)
     per_task: float = 1.0
     _s: float = 0.0
-    in_flight: int = 0
+    #: Arrivals handed out whose task has not finished yet (sleeping towards them, or running).
+    outstanding: int = 0
     peak_in_flight: int = 0
+    _dues: deque[float] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         if self.arrivals not in ARRIVALS:
@@ -166,6 +169,7 @@ class Pacer:
             self.per_task = min(100.0, max(0.1, requests / tasks))
 
     def claim(self, now: float) -> float | None:
+        """The wait until the next arrival (0 when due or late); None once the plan is over."""
         if self.t0 is None:
             return None
         step = self.per_task
@@ -179,9 +183,14 @@ class Pacer:
         if due_rel is None:
             return None
         self.stats.claims += 1
-        delay = self.t0 + due_rel - now
+        self.outstanding += 1
+        due = self.t0 + due_rel
+        delay = due - now
         if delay >= 0:
+            self._dues.append(due)
+            self.in_flight(now)
             return delay
+        self._dues.append(now)
         lag = -delay
         if lag > self.late_after_s:
             self.stats.late += 1
@@ -193,21 +202,33 @@ class Pacer:
             if caught_up > self._s:
                 self.stats.dropped += caught_up - self._s
                 self._s = caught_up
+        self.in_flight(now)
         return 0.0
 
+    def complete(self) -> None:
+        """A user finished the task of an arrival it claimed."""
+        if self.outstanding > 0:
+            self.outstanding -= 1
+
     # -- users in flight (Little's law, observed) ------------------------------------
-    def begin(self) -> None:
-        self.in_flight += 1
-        if self.in_flight > self.peak_in_flight:
-            self.peak_in_flight = self.in_flight
+    def in_flight(self, now: float) -> int:
+        """Tasks running now: arrivals handed out, minus those still waiting for their time.
 
-    def end(self) -> None:
-        if self.in_flight > 0:
-            self.in_flight -= 1
+        Due times are handed out in increasing order, so the waiting ones are the
+        newest: a queue of due times drops the ones that have come.
+        """
+        dues = self._dues
+        while dues and dues[0] <= now:
+            dues.popleft()
+        running = max(0, self.outstanding - len(dues))
+        if running > self.peak_in_flight:
+            self.peak_in_flight = running
+        return running
 
-    def take_peak(self) -> int:
+    def take_peak(self, now: float) -> int:
         """The peak in flight since the last call (then restart from the current level)."""
-        peak, self.peak_in_flight = self.peak_in_flight, self.in_flight
+        current = self.in_flight(now)
+        peak, self.peak_in_flight = self.peak_in_flight, current
         return peak
 
 

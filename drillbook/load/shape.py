@@ -52,6 +52,10 @@ IDLE_S = 3600.0
 UTILISATION = 0.5
 #: Fallback latency before any request finished, when no estimate was passed in.
 DEFAULT_LATENCY_MS = 20.0
+#: Period of the event-loop lag probe (a timer whose lateness shows CPU starvation).
+LAG_PROBE_S = 0.01
+#: Mean event-loop lag (ms) over the last second above which the pool is not grown.
+LAG_NO_GROWTH_MS = 5.0
 
 
 def add_arguments(parser: Any) -> None:
@@ -112,6 +116,8 @@ class State:
     wake_late_ms_sum: float = 0.0
     wakes: int = 0
     wake_late_max_ms: float = 0.0
+    lag_mark: tuple[int, float] = (0, 0.0)
+    growth_held: int = 0
     final_sent: bool = False
     completed: bool = False
 
@@ -146,6 +152,7 @@ class State:
         self.recorder.start(self.started_wall)
         if self.pacer is not None:
             self.pacer.start(self.started_mono)
+            gevent.spawn(self._watch_loop_lag)
         if self.role == "worker":
             gevent.spawn(self._watch_for_end)
 
@@ -168,33 +175,38 @@ class State:
         self.recorder.record(began, f"{request_type} {name}", float(response_time), exception is not None)
 
     def wait(self, user: Any) -> float:
-        """The next arrival for a user that just became idle; sleeps until it is due."""
+        """``wait_time`` for a user that just became idle: how long until the next arrival.
+
+        Locust sleeps that long itself (the user is WAITING, so a stop does not wait
+        for it); this adds nothing to the hot path but a few arithmetic steps.
+        """
         pacer = self.pacer
         if pacer is None:
             return 0.1
         if self.started_mono is None:
             self._start_clock()
-        if getattr(user, "_drillbook_busy", False):
-            pacer.end()
-            user._drillbook_busy = False
+        if user.__dict__.get("_drillbook_busy"):
+            pacer.complete()
             self.tasks += 1
-        if self.tasks % 64 == 0:
-            pacer.observe(self.requests, self.tasks)
-        now = time.monotonic()
-        delay = pacer.claim(now)
+            if not self.tasks & 63:
+                pacer.observe(self.requests, self.tasks)
+        delay = pacer.claim(time.monotonic())
         if delay is None:
+            user._drillbook_busy = False
             return IDLE_S
-        if delay > 0:
-            gevent.sleep(delay)
-        # How late the timer woke us: a generator short of CPU wakes late (and then measures late).
-        late_ms = max(0.0, (time.monotonic() - now - delay) * 1000)
-        self.wakes += 1
-        self.wake_late_ms_sum += late_ms
-        if late_ms > self.wake_late_max_ms:
-            self.wake_late_max_ms = late_ms
-        pacer.begin()
         user._drillbook_busy = True
-        return 0.0
+        return delay
+
+    def _watch_loop_lag(self) -> None:
+        """How late this process's event loop wakes a 10 ms timer: its own CPU starvation, measured."""
+        while True:
+            before = time.monotonic()
+            gevent.sleep(LAG_PROBE_S)
+            late_ms = max(0.0, (time.monotonic() - before - LAG_PROBE_S) * 1000)
+            self.wakes += 1
+            self.wake_late_ms_sum += late_ms
+            if late_ms > self.wake_late_max_ms:
+                self.wake_late_max_ms = late_ms
 
     # -- worker -> master -------------------------------------------------------
     def report(self, done: bool = False) -> dict[str, Any]:
@@ -204,7 +216,7 @@ class State:
         if self.pacer is not None:
             data["pacer"] = self.pacer.stats.to_dict()
             self.pacer.stats = PacerStats()
-            data["peak_in_flight"] = self.pacer.take_peak()
+            data["peak_in_flight"] = self.pacer.take_peak(time.monotonic())
             data["per_task"] = self.pacer.per_task
         data["cpu_pct"] = self.cpu()
         data["wake"] = [self.wakes, self.wake_late_ms_sum, self.wake_late_max_ms]
@@ -234,7 +246,7 @@ class State:
             pacer = self.pacer
             if pacer is None or self.elapsed() < self.duration_s:
                 continue
-            if pacer.in_flight == 0 or self.elapsed() > self.duration_s + self.drain_s:
+            if pacer.outstanding == 0 or self.elapsed() > self.duration_s + self.drain_s:
                 self.final_sent = True
                 self.environment.runner.send_message("drillbook_final", self.report(done=True))
 
@@ -274,28 +286,38 @@ class State:
         return min(self.max_users, users)
 
     def _pool(self, t: float) -> int:
-        """Little's law on what was seen so far; only ever grows (stopping users mid-run costs requests)."""
+        """Little's law, and only ever growing (stopping users mid-run costs requests).
+
+        Requests in flight are counted directly (the pacer knows which arrivals are
+        running); the pool keeps twice the peak so half of it is idle for the next
+        arrival. The latency-based estimate (rate x mean latency) counts only while the
+        pool is at least half busy: otherwise a generator short of CPU would read its
+        own delays as service latency and feed them back into ever more users. For the
+        same reason the pool does not grow while the event loop runs late (its 10 ms
+        probe timer woke more than 5 ms late on average over the last second).
+        """
         assert self.recorder is not None
-        seen = sorted(self.recorder.seconds)
-        recent = [s for s in seen if s < int(t)][-3:]
-        mean = self.recorder.window(recent).latency.mean_ms if recent else None
-        latency_ms = max(mean or 0.0, self.latency_ms if not recent else 0.0) or DEFAULT_LATENCY_MS
         if self.role == "master":
             peak = sum(v.peak_in_flight for v in self.worker_views.values())
         else:
             assert self.pacer is not None
-            peak = self.pacer.take_peak()
-        # The peak in flight is the pool's own witness: an arrival finds no idle user only when
-        # every user is in flight, and sizing for twice the peak keeps half of them idle.
+            peak = self.pacer.take_peak(time.monotonic())
+        wakes, lag_sum = self.wakes, self.wake_late_ms_sum
+        dw, dl = wakes - self.lag_mark[0], lag_sum - self.lag_mark[1]
+        self.lag_mark = (wakes, lag_sum)
+        if dw > 0 and dl / dw > LAG_NO_GROWTH_MS:
+            # The generator itself is short of CPU: more users would only cost more of it.
+            self.growth_held += 1
+            return self.target_users
         needed = pool_size(
-            self.rate,
-            latency_ms / 1000,
-            peak_in_flight=peak,
-            utilisation=UTILISATION,
-            minimum=10 * self.workers,
+            self.rate, 0.0, peak_in_flight=peak, utilisation=UTILISATION, minimum=10 * self.workers
         )
-        # At most double per second: a generator short of CPU sees its own delays as latency,
-        # and an unbounded Little's law would feed that back into ever more users.
+        if peak >= UTILISATION * self.target_users:
+            recent = [s for s in sorted(self.recorder.seconds) if s < int(t)][-3:]
+            mean = self.recorder.window(recent).latency.mean_ms if recent else None
+            if mean:
+                needed = max(needed, pool_size(self.rate, mean / 1000, utilisation=UTILISATION))
+        # At most double per second, so one bad second cannot spawn thousands of users.
         users = max(self.target_users, min(needed, 2 * self.target_users + 10))
         if users > self.max_users:
             users, self.pool_capped = self.max_users, True
@@ -307,7 +329,7 @@ class State:
             return True
         if self.role == "master":
             return len(self.worker_views) >= self.workers and all(v.done for v in self.worker_views.values())
-        return self.pacer is not None and self.pacer.in_flight == 0
+        return self.pacer is not None and self.pacer.outstanding == 0
 
     def _cpu_now(self) -> dict[str, float]:
         if self.role == "master":
@@ -352,6 +374,7 @@ class State:
             "timeline": self.timeline,
             "users_max": max((int(p["users"]) for p in self.timeline), default=int(runner.user_count)),
             "pool_capped": self.pool_capped,
+            "pool_growth_held": self.growth_held,
             "cpu_max_pct": cpu_max,
             "locust_cpu_warning": bool(
                 getattr(runner, "cpu_warning_emitted", False)

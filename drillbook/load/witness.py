@@ -9,11 +9,12 @@ traffic and keep their own books:
   (``http_request_duration_seconds``) on ``/metrics``: the time spent inside the
   service, without the network, the balancer or the generator's own delays.
 
-Both are sampled once a second during the run (cheap: one socket round trip, one
-scrape per instance); afterwards the samples bracketing the steady phase give a
-rate (counter delta / wall-clock delta) and latency quantiles (bucket deltas),
-reported next to Locust's figures. A witness that cannot be reached is left out
-and said so, never guessed.
+HAProxy is sampled twice a second (one socket round trip), the instances once a
+second (one scrape each); afterwards the first and last samples inside the steady
+phase give a rate (counter delta / wall-clock delta) and latency quantiles (bucket
+deltas) over nearly the same window, reported next to Locust's figures. Nothing
+is interpolated: a witness's window is the part of the steady phase between two of
+its samples. A witness that cannot be reached is left out and said so, never guessed.
 """
 
 from __future__ import annotations
@@ -62,17 +63,20 @@ class Witnesses:
     lb: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     metrics: list[tuple[float, dict[str, Snapshot]]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
+    metrics_every: int = 2
+    _calls: int = 0
     _client: httpx.Client | None = None
 
     def sample(self) -> None:
-        """One sample of every witness; failures are remembered, not raised."""
+        """HAProxy at every call, the instances' /metrics at every ``metrics_every``-th; never raises."""
         now = time.time()
+        self._calls += 1
         if self.haproxy is not None:
             try:
                 self.lb.append((now, self.haproxy.frontend_totals()))
             except DrillbookError as exc:
                 self.problems["haproxy"] = str(exc)
-        if self.instances:
+        if self.instances and (self._calls - 1) % self.metrics_every == 0:
             if self._client is None:
                 self._client = httpx.Client(transport=httpx.HTTPTransport(retries=0))
             snaps: dict[str, Snapshot] = {}
@@ -173,7 +177,7 @@ class Witnesses:
         return out
 
     def server_p95_series(self, every: int = 2) -> list[tuple[float, float]]:
-        """Server-side p95 (ms) over consecutive windows of ``every`` samples."""
+        """Server-side p95 (ms) over consecutive windows of ``every`` metrics samples."""
         out = []
         for i in range(0, len(self.metrics) - every, every):
             fig = self.server_figures(self.metrics[i][0], self.metrics[i + every][0])

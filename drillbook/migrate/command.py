@@ -30,7 +30,7 @@ from drillbook.core.errors import AnsibleFailed, ConfigError, TargetUnreachable
 from drillbook.core.inventory import Inventory
 from drillbook.migrate.settings import MigrateSettings
 
-PLAYBOOK = Path(__file__).with_name("migrate-command.yml")
+PLAYBOOK = "migrate-command.yml"  # under playbooks/
 _ERROR_LINE = re.compile(r"(Error|Exception|FAILED|ERROR)\b")
 _TASK = "Run the migration command"
 
@@ -129,7 +129,7 @@ class MigrateCommand:
         try:
             result = run_playbook(
                 self.inv,
-                str(PLAYBOOK),
+                PLAYBOOK,
                 limit=self.host,
                 extravars={
                     "migrate_target_host": self.host,

@@ -37,9 +37,10 @@ class HeldLock:
     relation: str
     mode: str
     held_s: float
+    samples: int = 1
 
     def describe(self) -> str:
-        return f"{self.mode} on {self.relation} for >= {self.held_s:.3f}s"
+        return f"{self.mode} on {self.relation} for >= {self.held_s:.3f}s (seen in {self.samples} samples)"
 
 
 @dataclass
@@ -90,7 +91,7 @@ class LockSampler:
         self.dsn = dsn
         self.interval_s = interval_s
         self.report = LockReport(interval_s=interval_s)
-        self._seen: dict[tuple[int, str, str], list[float]] = {}
+        self._seen: dict[tuple[int, str, str], list[float]] = {}  # key -> [first, last, samples]
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,8 +110,8 @@ class LockSampler:
         if self._thread:
             self._thread.join(timeout=5)
         held = [
-            HeldLock(relation=rel, mode=mode, held_s=round(last - first, 4))
-            for (_pid, rel, mode), (first, last) in self._seen.items()
+            HeldLock(relation=rel, mode=mode, held_s=round(last - first, 4), samples=int(n))
+            for (_pid, rel, mode), (first, last, n) in self._seen.items()
         ]
         held.sort(key=lambda h: h.held_s, reverse=True)
         self.report.locks = held[:20]
@@ -160,6 +161,7 @@ class LockSampler:
                 waiting.add(int(pid))
                 continue
             key = (int(pid), str(relation), str(mode))
-            span = self._seen.setdefault(key, [now, now])
+            span = self._seen.setdefault(key, [now, now, 0])
             span[1] = now
+            span[2] += 1
         self.report.max_waiting = max(self.report.max_waiting, len(waiting))

@@ -2,21 +2,30 @@
 
 The backup is the backup capability's own (``take_backup``), so it lands in the
 same repository, with the same manifest and checksums, as any other backup, and
-its id goes into the journal. Restoring it *into the source database* is the
-one place drillbook overwrites live data: only when a migration failed and its
-undo failed too, said loudly, and refused in production unless the operator
-allowed it on the command line.
+its id goes into the journal.
+
+Putting it back *as the source database* is the one place drillbook replaces
+live data, so it happens only when a migration failed and its undo failed too,
+loudly, and in production only with an explicit flag. It never restores over the
+live database in place (the service keeps connecting and writing while
+pg_restore runs, and a failed restore would leave nothing): the backup is
+restored *beside* it into a new database and verified table by table against
+its manifest while nobody else can write there; only then are the two swapped
+by renaming, with connections to the source refused and cut for the moment of
+the swap. The migrated database is kept under another name for the post-mortem.
 """
 
 from __future__ import annotations
 
 import time
 
+import psycopg
 from psycopg import sql
 
 from drillbook.core import pgdata
 from drillbook.core.drill import DrillRun
 from drillbook.core.errors import DrillbookError
+from drillbook.core.journal import utc_stamp
 from drillbook.migrate.target import Migrations
 
 
@@ -34,40 +43,76 @@ def take_pre_migration_backup(run: DrillRun, migrations: Migrations) -> str:
     return backup.id
 
 
-def restore_source(run: DrillRun, migrations: Migrations, backup_id: str) -> None:
-    """Replace the source database with backup ``backup_id``. Loud, and journaled step by step."""
+def restore_source(run: DrillRun, migrations: Migrations, backup_id: str) -> str:
+    """Replace the source database with backup ``backup_id``; returns the name the old one is kept under."""
     from drillbook.backup import restore_into
 
     src = migrations.source
-    banner = (
+    admin = migrations.server_admin_dsn
+    stamp = utc_stamp().lower()
+    incoming = _name(src.name, f"_restore_{stamp}")
+    kept = _name(src.name, f"_failed_{stamp}")
+    run.note(
         f"[bold red]RESTORING THE SOURCE DATABASE {src.name} "
         f"FROM PRE-MIGRATION BACKUP {backup_id}[/bold red]: "
-        "the migration and its undo both failed; every connection to it is cut, and anything written "
-        "since the backup is lost"
+        "the migration and its undo both failed; anything written since the backup is lost"
     )
-    run.note(banner)
     run.journal.notes.append(f"RESTORE TO SOURCE: {src.describe()} <- backup {backup_id}")
     with run.phase("restore-source") as record:
-        record.detail = f"{src.name} <- backup {backup_id}"
-        result = restore_into(
-            migrations.inv,
-            src.name,
-            backup_id=backup_id,
-            admin_dsn=migrations.server_admin_dsn,
-            allow_source=True,
-            replace=True,
-            progress=run.note,
-            phase=run.phase,
+        record.detail = f"{src.name} <- backup {backup_id} (restored as {incoming}, then swapped)"
+        restore_into(
+            migrations.inv, incoming, backup_id=backup_id, admin_dsn=admin, progress=run.note, phase=run.phase
         )
-        owner = pgdata.dsn_params(src.dsn).get("user")
-        if owner:
-            # The restore re-created the database as the superuser; give it back to the service.
-            with pgdata.connect(migrations.server_admin_dsn) as conn:
-                conn.execute(
-                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                        sql.Identifier(src.name), sql.Identifier(owner)
-                    )
-                )
-    if result.verify is not None and not result.verify.ok:
-        raise DrillbookError(f"restored {src.name} does not match backup {backup_id}")
-    run.note(f"[bold red]source database {src.name} restored from backup {backup_id}[/bold red]")
+        try:
+            owner = pgdata.dsn_params(src.dsn).get("user")
+            if owner:
+                # The restore created the database as the superuser; the service must own it.
+                _execute(admin, sql.SQL("ALTER DATABASE {} OWNER TO {}"), incoming, owner)
+            with run.phase("swap"):
+                _swap(admin, src.name, incoming, kept)
+        except BaseException:
+            pgdata.drop_database(admin, incoming, protect={src.name})
+            raise
+    run.measure("kept_failed_database", kept, witness="pg_database")
+    run.note(
+        f"[bold red]source database {src.name} restored from backup {backup_id}[/bold red]; the failed "
+        f"database is kept as {kept} (connections disabled) for inspection: drop it when done"
+    )
+    return kept
+
+
+def _swap(admin: str, source: str, incoming: str, kept: str, attempts: int = 50) -> None:
+    """Rename ``source`` to ``kept`` and ``incoming`` to ``source``, cutting the source's sessions."""
+    with pgdata.connect(admin) as conn:
+        _execute_on(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false"), source)
+        for attempt in range(attempts):
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (source,),
+            )
+            try:
+                _execute_on(conn, sql.SQL("ALTER DATABASE {} RENAME TO {}"), source, kept)
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == attempts - 1:
+                    _execute_on(conn, sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true"), source)
+                    raise DrillbookError(
+                        f"cannot swap in the restored database: {source} still has sessions"
+                    ) from None
+                time.sleep(0.1)
+        _execute_on(conn, sql.SQL("ALTER DATABASE {} RENAME TO {}"), incoming, source)
+
+
+def _name(base: str, suffix: str) -> str:
+    """``base + suffix`` within PostgreSQL's 63 bytes."""
+    return base.encode()[: 63 - len(suffix.encode())].decode(errors="ignore") + suffix
+
+
+def _execute(admin: str, query: sql.SQL, *names: str) -> None:
+    with pgdata.connect(admin) as conn:
+        _execute_on(conn, query, *names)
+
+
+def _execute_on(conn: pgdata.Conn, query: sql.SQL, *names: str) -> None:
+    conn.execute(query.format(*(sql.Identifier(n) for n in names)))

@@ -99,3 +99,21 @@ def key_figure(journal: Journal, preferred: list[str] | None = None) -> Figure |
     if not names:
         names = [k for k, v in journal.measurements.items() if as_number(v) is not None][:1]
     return figure(journal, names[0]) if names else None
+
+
+def headline(journal: Journal, preferred: list[str] | None = None) -> str:
+    """The key figure, plus the first failed check when the figure alone would not explain a fail."""
+    fig = key_figure(journal, preferred)
+    text = fig.render() if fig else ""
+    failed = [c for c in journal.failed_checks if fig is None or c.name != fig.name]
+    if failed:
+        c = failed[0]
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        text = f"{text}; " if text else ""
+        text += f"failed {c.name}={_value(c.value)} ({c.limit}){more}"
+    return text
+
+
+def _value(value: Any) -> str:
+    number = as_number(value)
+    return _num(number) if number is not None else str(value)[:60]

@@ -15,7 +15,7 @@ from jinja2 import Environment, select_autoescape
 
 from drillbook.core.inventory import Inventory
 from drillbook.core.journal import write_atomic
-from drillbook.report.figures import key_figure
+from drillbook.report.figures import headline
 from drillbook.report.plots import plot_png, series_for
 from drillbook.report.scorecard import DrillStatus, ReportSettings, Scorecard, build_scorecard, load_settings
 from drillbook.report.store import Entry
@@ -163,13 +163,13 @@ def render_html(card: Scorecard, out_dir: Path, inventory: str | None = None) ->
     template = env.from_string(_TEMPLATE)
     recent = []
     for entry in reversed(card.entries[-RECENT_RUNS:]):
-        fig = key_figure(entry.journal, card.settings.key_figures.get(entry.drill)) if entry.journal else None
+        figure = headline(entry.journal, card.settings.key_figures.get(entry.drill)) if entry.journal else ""
         recent.append(
             {
                 "when": entry.started.strftime("%Y-%m-%d %H:%M:%S"),
                 "drill": entry.drill,
                 "verdict": entry.verdict,
-                "figure": fig.render() if fig else "",
+                "figure": figure,
                 "link": _rel(entry.summary, out_dir),
                 "path": _rel(entry.dir, card.report_root),
                 "error": entry.error or "",

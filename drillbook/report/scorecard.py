@@ -19,8 +19,8 @@ from rich.table import Table
 
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.inventory import Inventory, load_inventory
-from drillbook.report.figures import Figure, key_figure
-from drillbook.report.store import Entry, load_entries
+from drillbook.report.figures import Figure, headline, key_figure
+from drillbook.report.store import Entry, display_path, load_entries
 
 
 class ReportSettings(BaseModel):
@@ -176,36 +176,31 @@ def age(now: datetime, then: datetime) -> str:
     return f"{_age(now - then)} ago"
 
 
-def display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def freshness_text(d: DrillStatus) -> str:
+    """``fresh (7d)``, ``STALE: never passed (limit 7 days)`` or ``no limit``, with rich markup."""
+    if d.limit_days is None:
+        return "[dim]no limit[/dim]"
+    if d.stale:
+        return f"[bold red]STALE[/bold red]: {d.stale_reason}"
+    return f"[green]fresh[/green] ({d.limit_days:g}d)"
 
 
 def scorecard_table(card: Scorecard) -> Table:
     table = Table(title=f"drill scorecard ({display_path(card.report_root)})")
-    for col in ("drill", "verdict", "key figure", "when", "freshness", "report"):
+    for col in ("drill", "verdict", "key figure", "when (UTC)", "freshness", "report"):
         table.add_column(col, overflow="fold")
     for d in card.drills:
         latest = d.latest
         style = VERDICT_STYLE.get(d.verdict, "dim")
-        fig = d.figure
-        if d.limit_days is None:
-            freshness = "no limit"
-        elif d.stale:
-            freshness = f"[bold red]STALE[/bold red] {d.stale_reason}"
-        else:
-            freshness = f"[green]fresh[/green] (limit {_days(d.limit_days)})"
+        headline_ = headline(latest.journal, d.figures) if latest and latest.journal else ""
+        when = f"{latest.ended:%Y-%m-%d %H:%M} ({age(card.generated_at, latest.ended)})" if latest else "-"
         table.add_row(
             d.drill,
             f"[{style}]{d.verdict}[/{style}]",
-            fig.render() if fig else "",
-            f"{latest.ended.strftime('%Y-%m-%d %H:%M')}Z ({age(card.generated_at, latest.ended)})"
-            if latest
-            else "-",
-            freshness,
-            display_path(latest.summary) if latest else "",
+            headline_,
+            when,
+            freshness_text(d),
+            display_path(latest.dir) if latest else "",
         )
     return table
 

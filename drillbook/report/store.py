@@ -144,3 +144,11 @@ def load_entries(root: Path) -> list[Entry]:
     """Every journal under ``root``, oldest first (unreadable ones included)."""
     entries = [read_entry(p) for p in find_journals(root)]
     return sorted(entries, key=lambda e: (e.started, str(e.path)))
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -17,7 +17,7 @@ Checked, each problem reported with file and line:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +57,14 @@ def check(
     scorecard: Scorecard | None = None,
     freshness_drills: list[str] | None = None,
     inventory_name: str = "inventory",
+    drill_classes: Sequence[type[Drill]] | None = None,
 ) -> CheckResult:
     """Check every runbook in ``runbooks_dir`` against ``namespace``.
 
     ``scorecard`` turns on the strict freshness check. ``freshness_drills`` are the
     drills the inventory gives a freshness limit; each must be a drill task.
+    ``drill_classes`` are the Drill subclasses whose ``runbook`` is checked
+    (default: every one defined in drillbook that a task of the same name runs).
     """
     catalog = TaskCatalog(namespace)
     runbooks = load_all(runbooks_dir)
@@ -72,7 +75,8 @@ def check(
         result.problems.extend(_check_links(rb))
         result.commands += len(rb.commands)
     result.problems.extend(_check_index(runbooks_dir, runbooks, catalog))
-    drill_problems, result.drill_tasks = _check_drill_tasks(runbooks_dir, catalog)
+    classes = _drill_classes() if drill_classes is None else list(drill_classes)
+    drill_problems, result.drill_tasks = _check_drill_tasks(runbooks_dir, catalog, classes)
     result.problems.extend(drill_problems)
     if freshness_drills is not None:
         drills = {t.name for t in catalog.drill_tasks}
@@ -154,7 +158,9 @@ def _check_index(runbooks_dir: Path, runbooks: list[Runbook], catalog: TaskCatal
         )
 
 
-def _check_drill_tasks(runbooks_dir: Path, catalog: TaskCatalog) -> tuple[list[Problem], int]:
+def _check_drill_tasks(
+    runbooks_dir: Path, catalog: TaskCatalog, classes: list[type[Drill]]
+) -> tuple[list[Problem], int]:
     problems: list[Problem] = []
     drills = catalog.drill_tasks
     for task in drills:
@@ -173,7 +179,7 @@ def _check_drill_tasks(runbooks_dir: Path, catalog: TaskCatalog) -> tuple[list[P
                 problems.append(
                     Problem(where, task.line, f"drill task {task.name} names {ref}, which does not exist")
                 )
-    for cls in _drill_classes():
+    for cls in classes:
         task_name = catalog.resolve(cls.name)
         if not cls.runbook or task_name is None:
             continue  # a drill no task of this namespace runs under its own name

@@ -34,7 +34,7 @@ from rich.rule import Rule
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.journal import utc_now, utc_stamp
 from drillbook.core.paths import REPO_ROOT, default_inventory
-from drillbook.report.store import find_journals, read_entry
+from drillbook.report.store import display_path, find_journals, read_entry
 from drillbook.runbooks.model import Command, Runbook, Step
 
 #: (question, choices, default) -> answer. Raises EOFError when there is no more input.
@@ -197,7 +197,7 @@ class Walker:
             self.result.interrupted = True
             where = f" at step {current.number}" if current else ""
             self.log.append(f"\n- {utc_now()} {self.user}: **interrupted**{where}; the log ends here")
-            self.console.print(f"[yellow]interrupted[/yellow]{where}; log: {_show(self.log.path)}")
+            self.console.print(f"[yellow]interrupted[/yellow]{where}; log: {display_path(self.log.path)}")
             return self.result
         except EOFError:
             self.result.quit_at = current.number if current else None
@@ -214,17 +214,18 @@ class Walker:
         lines = [
             f"# Incident log: {meta.title or rb.name}",
             "",
-            f"- runbook: `{_show(rb.path)}` (severity {meta.severity or '-'}, owner {meta.owner or '-'})",
+            f"- runbook: `{display_path(rb.path)}`",
+            f"- severity: {meta.severity or '-'}; owner: {meta.owner or '-'}",
             f"- alerts: {', '.join(meta.alerts) or '-'}",
             f"- started: {utc_now()} by {self.user} on {socket.gethostname()}",
-            f"- inventory: {self.inventory or f'{_show(default_inventory())} (default)'}",
-            f"- reports: `{_show(self.report_root)}`",
+            f"- inventory: {self.inventory or f'{display_path(default_inventory())} (default)'}",
+            f"- reports: `{display_path(self.report_root)}`",
             f"- mode: {mode}",
         ]
         lines += [f"- note: {n}" for n in self.notes]
         self.log.append("\n".join(lines) + "\n")
         self.console.print(Rule(f"[bold]{meta.title or rb.name}[/bold]"))
-        self.console.print(f"incident log: {_show(self.log.path)}")
+        self.console.print(f"incident log: {display_path(self.log.path)}")
 
     def _footer(self) -> None:
         ran = sum(1 for r in self.result.records if r.action == "run")
@@ -235,7 +236,7 @@ class Walker:
         self.log.append(f"\n## End\n\n- {utc_now()} {self.user}: {line}")
         style = "red" if failed else "green"
         self.console.print(Rule())
-        self.console.print(f"[{style}]{line}[/{style}]; incident log: {_show(self.log.path)}")
+        self.console.print(f"[{style}]{line}[/{style}]; incident log: {display_path(self.log.path)}")
 
     def _step(self, step: Step) -> StepRecord:
         total = len(self.runbook.steps)
@@ -344,14 +345,14 @@ class Walker:
         for report in run.reports:
             target = report / "summary.md" if (report / "summary.md").exists() else report / "journal.json"
             rel = os.path.relpath(target, self.log.path.parent)
-            self.log.append(f"  - report: [{_show(target)}]({rel})")
+            self.log.append(f"  - report: [{display_path(target)}]({rel})")
 
     def _show_run(self, run: CommandRun) -> None:
         code_style = "green" if run.ok else "red"
         parts = [f"exit [{code_style}]{run.exit_code}[/{code_style}] after {run.duration_s:.1f}s"]
         for report, verdict in zip(run.reports, run.verdicts, strict=True):
             style = VERDICT_STYLE.get(verdict, "")
-            parts.append(f"[{style}]{verdict.upper()}[/{style}] report {_show(report)}")
+            parts.append(f"[{style}]{verdict.upper()}[/{style}] report {display_path(report)}")
         self.console.print("  -> " + "; ".join(parts))
 
 
@@ -394,10 +395,3 @@ def _without_marker(text: str) -> str:
         line[len(pad) :] if line.startswith(pad) else line.lstrip() for line in rest.splitlines()
     ]
     return "\n".join(lines)
-
-
-def _show(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

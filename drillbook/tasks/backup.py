@@ -112,8 +112,8 @@ def list_(
 @task(
     help=helps(
         id="Backup id to restore (default: the newest complete backup).",
-        scratch="Where to restore: db (a scratch database on the restore server). "
-        "'cluster' (a throwaway cluster) is not implemented yet.",
+        scratch="Where to restore: db (a scratch database on the restore server, default) or "
+        "cluster (a throwaway cluster on this machine: initdb, restore, remove).",
         scratch_name="Name of the scratch database (default: <backup_scratch_prefix>_<id>_<pid>).",
         boot_app="Also start one instance of the service on the restored database and "
         "count RTO until its /health/ready answers 200.",

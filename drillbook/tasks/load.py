@@ -69,11 +69,10 @@ def run(
 
 @task(
     help={
-        "id": "Report directory, or a unique part of its name (default: the latest load run).",
+        "id": "Report directory, or a unique part of its name, e.g. 20261122T0215 (default: the latest run).",
         "report_dir": "Where reports are (default: $DRILLBOOK_REPORT_DIR, else reports/).",
         "debug": "Show tracebacks instead of one-line errors.",
     },
-    positional=["id"],
 )
 def report(c: Context, id: str | None = None, report_dir: str | None = None, debug: bool = False) -> None:
     """Print a finished load run's figures again: checks, witnesses, endpoints, generator, files."""
@@ -83,4 +82,4 @@ def report(c: Context, id: str | None = None, report_dir: str | None = None, deb
         root = Path(report_dir) if report_dir else default_report_root()
         path = find_run(root, id)
         journal = Journal.read(path / "journal.json")
-        out.print(Markdown(reprint(journal, path)))
+        out.print(Markdown(reprint(journal, path)), soft_wrap=False)

@@ -33,9 +33,9 @@ def list_(
     debug: bool = False,
 ) -> None:
     """Recent drill runs: time, drill, verdict, key figure, report; unreadable journals are listed too."""
-    from drillbook.report.figures import key_figure
-    from drillbook.report.scorecard import display_path, load_settings
-    from drillbook.report.store import load_entries
+    from drillbook.report.figures import headline
+    from drillbook.report.scorecard import load_settings
+    from drillbook.report.store import display_path, load_entries
 
     with cli_errors(debug):
         settings = load_settings(open_inventory(inventory))
@@ -46,12 +46,12 @@ def list_(
             table.add_column(col, overflow="fold")
         for entry in list(reversed(entries))[: max(0, limit)]:
             style = VERDICT_STYLE.get(entry.verdict, "yellow")
-            fig = key_figure(entry.journal, settings.key_figures.get(entry.drill)) if entry.journal else None
+            figure = headline(entry.journal, settings.key_figures.get(entry.drill)) if entry.journal else ""
             table.add_row(
                 entry.started.strftime("%Y-%m-%d %H:%M:%S"),
                 entry.drill,
                 f"[{style}]{entry.verdict}[/{style}]",
-                fig.render() if fig else (entry.error or ""),
+                figure or (entry.error or ""),
                 display_path(entry.summary),
             )
         out.print(table)
@@ -80,7 +80,7 @@ def html(
 ) -> None:
     """Write the scorecard as one static HTML page with trend plots and links to every journal."""
     from drillbook.report.html import write_html
-    from drillbook.report.scorecard import display_path
+    from drillbook.report.store import display_path
 
     with cli_errors(debug):
         path = write_html(_root(report_dir), out_, open_inventory(inventory))
@@ -103,7 +103,7 @@ def metrics(
 ) -> None:
     """Write the latest drill results in Prometheus text format (verdict, last success, key figures)."""
     from drillbook.report.prom import write_metrics
-    from drillbook.report.scorecard import display_path
+    from drillbook.report.store import display_path
 
     with cli_errors(debug):
         path = write_metrics(_root(report_dir), out_, open_inventory(inventory))

@@ -57,6 +57,7 @@ class Cache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._pool.disconnect()  # a pool passed in is not closed by the client
 
     @staticmethod
     def item_key(item_id: int) -> str:

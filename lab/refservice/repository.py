@@ -36,7 +36,8 @@ def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    """Fixed width (always microseconds), so timestamps also sort as strings."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def encode_cursor(last_id: int) -> str:

@@ -20,12 +20,12 @@ router = APIRouter(tags=["health"])
 CHECK_BUDGET_S = 0.5
 
 
-@router.get("/health/live")
+@router.api_route("/health/live", methods=["GET", "HEAD"])
 async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.api_route("/health/ready", methods=["GET", "HEAD"])
 async def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     postgres, redis = await asyncio.gather(svc.db.check(CHECK_BUDGET_S), svc.cache.check(CHECK_BUDGET_S))
     checks = {"postgres": postgres, "redis": redis}

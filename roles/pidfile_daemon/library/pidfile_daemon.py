@@ -122,6 +122,13 @@ options:
         produce its pid file and open its port.
     type: float
     default: 30
+  grace:
+    description:
+      - Seconds a freshly started daemon must stay alive to count as started,
+        when there is no port to wait for (catches a crash at start-up, such as
+        a configuration error).
+    type: float
+    default: 0.5
   match:
     description:
       - Text that must appear in the process's command line for the pid to count
@@ -350,6 +357,7 @@ class Daemon(object):
         self.timeout = params["timeout"]
         self.match = params["match"]
         self.wait_for_port = params["wait_for_port"]
+        self.grace = params["grace"]
         try:
             self.stop_signal = parse_signal(params["signal"])
             self.reload_signal = parse_signal(params["reload_signal"])
@@ -564,19 +572,22 @@ class Daemon(object):
         return None
 
     def _wait_started(self, pid):
-        """Catch a daemon that dies at once, and wait for its port."""
-        deadline = time.time() + self.timeout
+        """Catch a daemon that dies at once, and wait for its port (or the grace time)."""
+        started = time.time()
+        deadline = started + self.timeout
         waiting_port = self.port is not None and self.wait_for_port
-        time.sleep(POLL_S)
         while True:
+            time.sleep(POLL_S)
             if not is_alive(pid) and not self.running_pid():
                 self._fail("%s exited right after it started (pid %s)" % (self.name, pid))
-            if not waiting_port or port_accepts(self.host, self.port):
+            if waiting_port:
+                if port_accepts(self.host, self.port):
+                    return
+            elif time.time() - started >= self.grace:
                 return
             if time.time() >= deadline:
                 self._fail("%s (pid %s) did not open port %s on %s within %ss"
                            % (self.name, pid, self.port, self.host, self.timeout))
-            time.sleep(POLL_S)
 
     # -- stop ------------------------------------------------------------------
     def stop(self, pid):
@@ -648,6 +659,7 @@ def main():
             reload_signal=dict(type="str", default="HUP"),
             timeout=dict(type="float", default=30.0),
             match=dict(type="str"),
+            grace=dict(type="float", default=0.5),
             umask=dict(type="str", default="0022"),
         ),
         required_if=[
