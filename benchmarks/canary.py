@@ -112,6 +112,8 @@ def main() -> int:
     base = start.version
     bad = build(inv, "bench-bad", error_rate=0.2)
     good = [build(inv, "bench-good-a"), build(inv, "bench-good-b")]
+    if base in good:  # start with the one that is not running
+        good = [g for g in good if g != base] + [base]
     print(
         f"lab on {base}; bad={bad}; good={good}; traffic {args.traffic:g} rps; reports {reports}", flush=True
     )
@@ -121,12 +123,16 @@ def main() -> int:
         j = canary(inv, bad, args, reports, args.first_step)
         bad_runs.append(j)
         print(line("bad", i, args.bad_runs, j), flush=True)
+        if j.interrupted:
+            break
 
     good_runs: list[Journal] = []
-    for i in range(1, args.good_runs + 1):
+    for i in range(1, 0 if any(j.interrupted for j in bad_runs) else args.good_runs + 1):
         j = canary(inv, good[(i - 1) % 2], args, reports, args.first_step)
         good_runs.append(j)
         print(line("good", i, args.good_runs, j), flush=True)
+        if j.interrupted:
+            break
     if fleet_status(inv).version != base:
         execute(
             RollbackDrill(load_settings(inv), to_version=base),

@@ -57,11 +57,35 @@ def _audit_hosts(inv: Inventory) -> Drill:
     return HostsAudit()
 
 
+def _backup_run(inv: Inventory) -> Drill:
+    from drillbook.backup import BackupRun, load_settings
+
+    return BackupRun(load_settings(inv))
+
+
+def _backup_restore_test(inv: Inventory) -> Drill:
+    from drillbook.backup import RestoreTest, load_settings
+
+    return RestoreTest(load_settings(inv), boot_app=True)
+
+
 def _migrate_rehearse(inv: Inventory) -> Drill:
     from drillbook.migrate import Rehearse, load_settings
 
     # The lab is at head after lab.up: rehearse the whole chain from the first revision.
     return Rehearse(load_settings(inv), from_="0001")
+
+
+def _kill_redis(inv: Inventory) -> Drill:
+    from drillbook.chaos import KillRedis
+
+    return KillRedis.for_inventory(inv, duration_s=3)
+
+
+def _kill_db(inv: Inventory) -> Drill:
+    from drillbook.chaos import KillDb
+
+    return KillDb.for_inventory(inv, duration_s=3)
 
 
 def demo_steps() -> list[DemoStep]:
@@ -70,7 +94,11 @@ def demo_steps() -> list[DemoStep]:
         DemoStep("smoke", _smoke),
         DemoStep("audit.http", _audit_http),
         DemoStep("audit.hosts", _audit_hosts),
+        DemoStep("backup.run", _backup_run),
+        DemoStep("backup.restore-test", _backup_restore_test),
         DemoStep("migrate.rehearse", _migrate_rehearse),
+        DemoStep("chaos.kill-redis", _kill_redis),
+        DemoStep("chaos.kill-db", _kill_db),
     ]
 
 

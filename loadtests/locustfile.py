@@ -28,7 +28,6 @@ import logging
 import random
 import urllib.request
 import uuid
-from collections import deque
 from typing import Any
 
 from locust import between, events, task
@@ -42,14 +41,19 @@ log = logging.getLogger("locustfile")
 
 
 class Known:
-    """Items this process created: id -> the values it ever had (a read may race a write)."""
+    """Items this process created: id -> every value it was given.
+
+    Every value, not only the last: concurrent PUTs commit in any order, and a
+    read racing a write (or a cache-aside refill racing an invalidation) may
+    legitimately return an earlier one. A value never given is always wrong.
+    """
 
     def __init__(self) -> None:
-        self.values: dict[int, deque[str]] = {}
+        self.values: dict[int, set[str]] = {}
         self.deleted: set[int] = set()
 
     def add(self, item_id: int, value: str) -> None:
-        self.values.setdefault(item_id, deque(maxlen=4)).append(value)
+        self.values.setdefault(item_id, set()).add(value)
 
     def pick(self) -> int | None:
         return random.choice(list(self.values)) if self.values else None

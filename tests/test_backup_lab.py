@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -270,15 +271,20 @@ def test_restore_into_gives_a_verified_copy(inv: Inventory, tmp_path: Path) -> N
 
 def test_scratch_cluster_and_boot_app(inv: Inventory, tmp_path: Path) -> None:
     """--scratch cluster --boot-app: restored off the lab's cluster, the service booted on it and timed."""
-    settings = _settings(inv, tmp_path)
+    work = Path(tempfile.mkdtemp(prefix="drillbook-test-bk-"))  # pytest's tmp is private to root
+    work.chmod(0o755)
+    settings = _settings(inv, tmp_path, work_dir=str(work))
     take_backup(inv, settings=settings)
-    journal = _drill(inv, settings, tmp_path / "reports", scratch="cluster", boot_app=True)
+    try:
+        journal = _drill(inv, settings, tmp_path / "reports", scratch="cluster", boot_app=True)
+        assert not list((work / "clusters").iterdir()), "the scratch cluster must be removed"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     assert journal.verdict == "pass", (journal.error, journal.failed_checks)
     ms = journal.measurements
     assert ms["boot_s"] is not None and ms["total_s"] >= ms["restore_s"] + ms["boot_s"]
     assert "health/ready" in journal.witnesses["boot_s"]
     assert ms["scratch_db"] not in _databases(inv, "drillbook_restore")
-    assert not list((tmp_path / "work" / "clusters").iterdir()), "the scratch cluster must be removed"
     assert "boot-app.log" in journal.artefacts
 
 

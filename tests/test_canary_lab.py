@@ -7,10 +7,13 @@ quickly; the deploys themselves are what takes time.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +23,13 @@ import pytest
 
 from drillbook import lab as lab_
 from drillbook.canary.drill import CanaryDrill, PromoteDrill, RollbackDrill, load_settings
+from drillbook.canary.releases import artifact
 from drillbook.canary.settings import CanarySettings
 from drillbook.canary.state import Fleet
 from drillbook.canary.status import fleet_status
 from drillbook.core.drill import DrillContext, execute
 from drillbook.core.errors import ConfigError
-from drillbook.core.inventory import Inventory
+from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.journal import Journal
 from drillbook.core.paths import REPO_ROOT
 
@@ -195,3 +199,69 @@ def test_ctrl_c_mid_canary_leaves_the_fleet_as_before(lab_inventory: Inventory, 
     fleet = fleet_status(inv)
     assert_fleet(fleet, BASE)
     assert fleet.rollout is not None and fleet.rollout.phase == "rolled_back"
+
+
+def patched(inv: Inventory, **changes: Any) -> Inventory:
+    """The lab inventory with a changed topology (a missing socket, a dead instance)."""
+    other = load_inventory(inv.path)
+    other.__dict__["topology"] = dataclasses.replace(inv.topology, **changes)
+    return other
+
+
+def test_bad_input_refused_before_anything_moves(
+    lab_inventory: Inventory, env: dict[str, Any], tmp_path: Path
+) -> None:
+    inv, reports = lab_inventory, env["reports"]
+    unknown = run(CanaryDrill(quick(inv), "9.9.9-nope", traffic_rps=0), inv, reports)
+    assert unknown.verdict == "error" and "unknown release 9.9.9-nope" in (unknown.error or "")
+    assert "inv lab.release --version 9.9.9-nope" in (unknown.error or "")
+
+    no_socket = patched(inv, haproxy_socket=str(tmp_path / "missing.sock"))
+    journal = run(CanaryDrill(quick(inv), env["releases"]["good"], traffic_rps=0), no_socket, reports)
+    assert journal.verdict == "error" and "admin socket" in (journal.error or "")
+
+    first, *rest = inv.topology.app_instances
+    dead = dataclasses.replace(first, url="http://127.0.0.1:9")
+    unreachable = patched(inv, app_instances=(dead, *rest))
+    journal = run(CanaryDrill(quick(inv), env["releases"]["good"], traffic_rps=0), unreachable, reports)
+    assert journal.verdict == "error" and "not answering: app-1" in (journal.error or "")
+    assert_fleet(fleet_status(inv), BASE)
+
+
+def test_no_traffic_fails_closed_and_rolls_back(lab_inventory: Inventory, env: dict[str, Any]) -> None:
+    inv = lab_inventory
+    drill = CanaryDrill(quick(inv, window_s=2, sample_wait_s=1), env["releases"]["good"], traffic_rps=0)
+    journal = run(drill, inv, env["reports"])
+    assert journal.verdict == "fail"
+    (failed,) = journal.failed_checks
+    assert "insufficient samples" in failed.detail and "canary served" in failed.detail
+    assert_fleet(fleet_status(inv), BASE)
+
+
+def test_release_that_never_becomes_ready_is_rolled_back(
+    lab_inventory: Inventory, env: dict[str, Any]
+) -> None:
+    """A release whose service refuses to start (a broken release.json): clear message, fleet as before."""
+    inv = lab_inventory
+    version = f"2.0.9-broken-{int(time.time())}"
+    good = artifact(inv, env["releases"]["good"])
+    target = artifact(inv, version)
+    assert good is not None and target is not None
+    with tarfile.open(good) as src, tarfile.open(target, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name == "release.json":
+                body = b'{"version": "%s", "error_rate": 5}' % version.encode()
+                member.size = len(body)
+                data = io.BytesIO(body)
+            dst.addfile(member, data)
+    try:
+        drill = CanaryDrill(quick(inv, ready_timeout_s=8), version, traffic_rps=20)
+        journal = run(drill, inv, env["reports"])
+    finally:
+        target.unlink()
+    assert journal.verdict == "fail", journal.error
+    (failed,) = journal.failed_checks
+    assert failed.name == "canary deployed and ready" and "refservice" in failed.detail
+    assert journal.measurements["rollout_phase"] == "rolled_back"
+    assert_fleet(fleet_status(inv), BASE)

@@ -116,8 +116,8 @@ def test_kill_app_routes_around(lab_inventory: Inventory, report_root: Path, hea
     assert "HAProxy" in journal.witnesses["lb_detect_s"]
 
 
-def _deploy(inv: Inventory, version: str) -> None:
-    run_playbook(inv, "deploy.yml", extravars={"deploy_version": version}, cancellable=False)
+def _deploy(inv: Inventory, version: str, host: str) -> None:
+    run_playbook(inv, "deploy.yml", limit=host, extravars={"deploy_version": version}, cancellable=False)
 
 
 def test_readiness_that_ignores_the_db_fails_kill_db(
@@ -126,16 +126,18 @@ def test_readiness_that_ignores_the_db_fails_kill_db(
     version = f"{BASE_VERSION}-rid.{int(time.time())}"
     lab_.build_release(lab_inventory, version, misconfigure=("ready-ignores-db",))
     try:
-        _deploy(lab_inventory, version)
+        _deploy(lab_inventory, version, "lab-app-1")  # one bad instance is enough to fail
         journal = _run(
             _drill(KillDb, lab_inventory, duration_s=1, traffic_rps=10), lab_inventory, report_root
         )
     finally:
-        _deploy(lab_inventory, BASE_VERSION)
+        _deploy(lab_inventory, BASE_VERSION, "lab-app-1")
     assert journal.verdict == "fail", _explain(journal)
     failed = {c.name: c for c in journal.failed_checks}
     assert "readiness_flip_s" in failed, _explain(journal)
-    assert "readiness ignores the database" in failed["readiness_flip_s"].detail
+    detail = failed["readiness_flip_s"].detail
+    assert "app-1 never answered 503" in detail and "readiness ignores the database" in detail
+    assert "app-2" not in detail  # the healthy instances flipped
     assert journal.measurements["data_intact"] is True  # the database itself was fine
     assert any(p.name == "restore" and p.ok for p in journal.phases)
 

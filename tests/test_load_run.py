@@ -105,8 +105,10 @@ def write_inventory(root: Path, url: str, *, loadgen: bool = False, **load: Any)
         "load_headroom": 0.2,
         "load_duration": "8s",
         "load_ramp": "2s",
-        "load_sla_p95_ms": 500,
-        "load_sla_p99_ms": 1000,
+        # Wide on purpose: these runs prove the rate and the plumbing on a shared CI box
+        # whose latency nobody controls; the SLA checks have their own tests.
+        "load_sla_p95_ms": 5000,
+        "load_sla_p99_ms": 10000,
         "load_max_error_pct": 1,
         "load_locustfile": str(locustfile),
         "load_master_port": _free_port(),

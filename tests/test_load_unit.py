@@ -21,7 +21,7 @@ from drillbook.load.plot import plot_run
 from drillbook.load.report import find_run, reprint, section
 from drillbook.load.runner import CpuSample, LocustFiles, LocustOutcome, locust_command, parse_history
 from drillbook.load.schedule import ArrivalPlan, Pacer, pool_size
-from drillbook.load.witness import Witnesses
+from drillbook.load.witness import ServerFigures, Witnesses
 
 INVENTORY = Path(__file__).parent / "data" / "inventory"
 SETTINGS = LoadSettings(rps=100, sla_p95_ms=50, sla_p99_ms=200)
@@ -286,6 +286,16 @@ def test_starved_generator_on_a_busy_machine_is_a_generator_limit(tmp_path: Path
     fig = compute(_plan(), _outcome(tmp_path, rate=100, cpu=40, system=100, wake_ms=25), None)
     limit = judge(fig, SETTINGS).generator_limit
     assert limit and "timers woke 25 ms late" in limit
+
+
+def test_service_histograms_break_the_tie_against_a_busy_generator(tmp_path: Path) -> None:
+    fig = compute(_plan(), _outcome(tmp_path, rate=100, latency_ms=200, cpu=99.0), None)
+    fig.server = ServerFigures(3, 100.0, 1000, 150.0, 180.0, 260.0, 8.0, [])
+    judgement = judge(fig, SETTINGS)
+    assert judgement.generator_limit is None  # the service's own p95 (180 ms) broke the SLA too
+    assert "p95_ms" in judgement.breached and any("generator under strain" in n for n in judgement.notes)
+    fig.server = ServerFigures(3, 100.0, 1000, 5.0, 9.0, 20.0, 8.0, [])
+    assert judge(fig, SETTINGS).generator_limit  # the service kept it: the shortfall is the generator's
 
 
 def test_busy_generator_that_kept_the_rate_is_only_a_note(tmp_path: Path) -> None:

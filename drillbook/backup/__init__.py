@@ -15,7 +15,7 @@ from drillbook.backup.errors import BackupCorrupt, BackupFailed, RepositoryError
 from drillbook.backup.manifest import Manifest
 from drillbook.backup.prune import prune
 from drillbook.backup.repository import BackupEntry, Repository, list_backups, open_repository
-from drillbook.backup.restore import RestoreResult, restore_into
+from drillbook.backup.restore import RestoreResult, restore_admin_dsn, restore_into
 from drillbook.backup.settings import BackupSettings, load_settings
 from drillbook.backup.take import Backup, take_backup
 
@@ -36,6 +36,7 @@ __all__ = [
     "load_settings",
     "open_repository",
     "prune",
+    "restore_admin_dsn",
     "restore_into",
     "take_backup",
 ]

@@ -233,6 +233,7 @@ class RestoreTest(Drill):
         scratch = self.scratch_name
         protect = protected_names(inv, s)
         if self.scratch == "cluster":
+            run.on_restore("stop and remove the scratch cluster", self._stop_cluster)
             with run.phase("scratch-cluster") as ph:
                 cluster = self.cluster = start_cluster(
                     work_dir(s) / "clusters",
@@ -240,7 +241,6 @@ class RestoreTest(Drill):
                     s.pg_bin_dir,
                     s.scratch_cluster_user,
                 )
-                run.on_restore("stop and remove the scratch cluster", cluster.stop)
                 ph.detail = f"{cluster.data_dir} on 127.0.0.1:{cluster.port}"
             self.admin_dsn = cluster.admin_dsn
         admin = self.admin_dsn
@@ -434,6 +434,10 @@ class RestoreTest(Drill):
         return ""
 
     # -- helpers ----------------------------------------------------------------------------
+    def _stop_cluster(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+
     @staticmethod
     def _drop(run: DrillRun, admin: str, scratch: str, protect: set[str]) -> None:
         if pgdata.drop_database(admin, scratch, protect=protect):

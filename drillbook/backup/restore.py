@@ -259,6 +259,7 @@ class RestoreResult:
     manifest: Manifest
     database: str
     dsn: str  # superuser DSN of the restored database
+    admin_dsn: str  # superuser DSN of its server (to drop it: pgdata.drop_database(admin_dsn, database))
     download_s: float
     integrity_s: float
     restore_s: float
@@ -293,9 +294,13 @@ def restore_into(
     :class:`RestoreMismatch`, ``BackupFailed``, ``RepositoryError``,
     ``ConfigError``.
 
-    Callers inside a drill should also register the drop with
-    ``run.on_restore`` (``pgdata.drop_database(result.dsn_admin, name)``) when
-    they keep the database beyond this call.
+    Callers inside a drill that keep the database should register its drop
+    *before* calling, so Ctrl-C during the restore drops it too (the drop is
+    idempotent)::
+
+        admin = restore_admin_dsn(inv, settings)
+        run.on_restore("drop rehearsal db", lambda: pgdata.drop_database(admin, "rehearsal"))
+        result = restore_into(inv, "rehearsal", admin_dsn=admin, phase=run.phase)
     """
     settings = settings or load_settings(inv)
     repo = repository or open_repository(settings)
@@ -364,6 +369,7 @@ def restore_into(
             manifest=manifest,
             database=database,
             dsn=target,
+            admin_dsn=admin,
             download_s=download_s,
             integrity_s=integrity_s,
             restore_s=restore_s,
@@ -372,7 +378,9 @@ def restore_into(
             verify=result,
         )
     except BaseException:
-        if created:
+        # never drop the source itself, even one this call re-created: a half-restored source
+        # is still more than none, and the operator decides
+        if created and database not in protected_names(inv, settings):
             with interrupts.shielded():
                 pgdata.drop_database(admin, database, protect=protect)
         raise

@@ -83,6 +83,11 @@ def start_cluster(work_dir: Path, min_major: int, bin_dir: str | None, run_as: s
     try:
         if user:
             os.chown(base, owner.pw_uid, owner.pw_gid)
+            if _run(["test", "-w", str(base)], user, check=False).returncode != 0:
+                raise ConfigError(
+                    f"--scratch cluster: user {user} cannot reach {base}; set backup_work_dir to a "
+                    "directory every parent of which it may traverse"
+                )
         _run(
             [
                 str(initdb.path),

@@ -147,7 +147,9 @@ class CanaryDrill(_DeployDrill):
             fleet.steady,
             True,
             fleet.steady,
-            "; ".join(fleet.problems())
+            ""
+            if fleet.steady
+            else "; ".join(fleet.problems())
             + " (inv deploy.status shows the fleet; inv deploy.rollback repairs it)",
         )
         current = str(fleet.version)
@@ -268,11 +270,15 @@ class CanaryDrill(_DeployDrill):
         try:
             source.begin()
             t0 = time.monotonic()
-            ready_failures, k, last_note = 0, 0, t0
+            ready_failures, k, last_note, marked = 0, 0, t0, s.settle_s == 0
+            if marked:
+                source.look(mark=True)
             while True:
                 k += 1
                 time.sleep(max(0.0, t0 + k * s.interval_s - time.monotonic()))
-                look = source.look()
+                mark = not marked and time.monotonic() - t0 >= s.settle_s
+                look = source.look(mark=mark)
+                marked = marked or mark
                 down = self.watch.canary_down() + [
                     f"{n} /metrics unreachable"
                     for n in look.unreachable
@@ -288,7 +294,8 @@ class CanaryDrill(_DeployDrill):
                     ready_detail=", ".join(down),
                     window_done=now - t0 >= s.window_s,
                     waited_out=now - t0 >= s.window_s + s.sample_wait_s,
-                    judge_latency=percent < 100 or reference is None,
+                    judge_latency=look.settled is not None and (percent < 100 or reference is None),
+                    latency=look.settled,
                 )
                 if now - last_note >= 2.0 or verdict.decision != "continue":
                     last_note = now

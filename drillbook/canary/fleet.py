@@ -199,6 +199,8 @@ class FleetOps:
             self.deploy(busy, version, serial=self.settings.promote_serial, cancellable=False)
             self.wait_serving(todo, version)
         out["serving_s"] = time.monotonic() - t0
+        if todo:  # HAProxy needs `rise` passed checks after a restart before it routes there
+            self.wait_lb_up(todo)
         self.weights.restore()
         self.restore_states()
         out["restored_s"] = time.monotonic() - t0

@@ -30,6 +30,10 @@ groups, and answers it exactly:
   on load), latency is not: the canary now carries the whole load, and a p95
   compared across windows and loads measures the load, not the release. A slow
   release is caught at the first step, where both groups share the window.
+* **Settling**: right after a weight change the canary grows its connection pools
+  and warms its caches for its new share; its latency then measures that, not
+  the release. Latency is judged on windows that start ``settle_s`` after the
+  change; errors from the first second.
 * **Readiness**: ``ready_failures`` consecutive failed looks (the instance's own
   ``/health/ready`` or HAProxy marking it DOWN) are a breach.
 * **Samples**: a step passes only when canary and baseline have served
@@ -230,11 +234,17 @@ class Judge:
         window_done: bool = False,
         waited_out: bool = False,
         judge_latency: bool = True,
+        latency: tuple[Window, Window] | None = None,
     ) -> Assessment:
-        """One look. ``window_done``: the step's window is over; ``waited_out``: so is the sample wait."""
+        """One look. ``window_done``: the step's window is over; ``waited_out``: so is the sample wait.
+
+        ``latency``: (canary, baseline) windows to judge latency on, when they differ from the
+        error windows (the drill's start after the settle time); ``judge_latency=False``: none.
+        """
         s = self.settings
         err_breach, err_p, err_detail = self.errors(canary, baseline)
-        lat_breach, lat_p, c_q, b_q, bound, lat_detail = self.latency(canary, baseline)
+        lat_canary, lat_baseline = latency or (canary, baseline)
+        lat_breach, lat_p, c_q, b_q, bound, lat_detail = self.latency(lat_canary, lat_baseline)
         if not judge_latency:
             lat_breach, lat_p, bound = False, None, None
 

@@ -23,6 +23,9 @@ class CanarySettings(BaseModel):
     window_s: float = Field(10.0, gt=0)
     #: Time between two looks of the judge inside a window.
     interval_s: float = Field(0.5, gt=0)
+    #: Seconds after each weight change before latency is judged (the canary's connection pools
+    #: and caches warm up to its new share; errors are judged from the first second).
+    settle_s: float = Field(2.0, ge=0)
     #: Extra time a step may wait for canary_min_samples after its window before failing closed.
     sample_wait_s: float = Field(10.0, ge=0)
     #: Requests the canary (and the baseline) must have served in a step before it can pass.
@@ -97,6 +100,8 @@ class CanarySettings(BaseModel):
     def _interval(self) -> CanarySettings:
         if self.interval_s > self.window_s:
             raise ValueError(f"interval_s ({self.interval_s}) must not exceed window_s ({self.window_s})")
+        if self.settle_s >= self.window_s:
+            raise ValueError(f"settle_s ({self.settle_s}) must be shorter than window_s ({self.window_s})")
         return self
 
     @property

@@ -34,17 +34,24 @@ from drillbook.core.metrics import Snapshot, scrape
 
 @dataclass(frozen=True)
 class Look:
-    """Canary and baseline windows at one look, and which instances could not be read."""
+    """Canary and baseline windows at one look, and which instances could not be read.
+
+    ``settled`` holds the (canary, baseline) windows since the settle mark (for latency),
+    None until :meth:`Source.look` was asked to mark.
+    """
 
     canary: Window
     baseline: Window
     unreachable: list[str] = field(default_factory=list)
+    settled: tuple[Window, Window] | None = None
 
 
 class Source(Protocol):
     def begin(self) -> None: ...
 
-    def look(self) -> Look: ...
+    def look(self, mark: bool = False) -> Look:
+        """Windows since begin(); ``mark``: this look's moment starts the settled windows."""
+        ...
 
     def close(self) -> None: ...
 
@@ -69,6 +76,7 @@ class ScrapeSource:
             max_workers=min(16, max(1, len(everyone))), thread_name_prefix="scrape"
         )
         self._start: dict[str, Snapshot] = {}
+        self._mark: dict[str, Snapshot] | None = None
 
     def _scrape_all(self) -> dict[str, Snapshot | None]:
         everyone = [*self.canary, *self.baseline]
@@ -84,20 +92,26 @@ class ScrapeSource:
     def begin(self) -> None:
         # An instance unreadable at the start counts from zero (it is restarting, or new).
         self._start = {name: snap or Snapshot() for name, snap in self._scrape_all().items()}
+        self._mark = None
 
-    def look(self) -> Look:
+    def look(self, mark: bool = False) -> Look:
         now = self._scrape_all()
         unreachable = [name for name, snap in now.items() if snap is None]
 
-        def group(instances: Sequence[AppInstance]) -> Window:
+        def group(instances: Sequence[AppInstance], since: dict[str, Snapshot]) -> Window:
             windows = []
             for inst in instances:
                 snap = now.get(inst.name)
                 if snap is not None:
-                    windows.append(window_from(snap - self._start.get(inst.name, Snapshot()), self.exclude))
+                    windows.append(window_from(snap - since.get(inst.name, Snapshot()), self.exclude))
             return pooled(windows)
 
-        return Look(group(self.canary), group(self.baseline), unreachable)
+        settled = None
+        if self._mark is not None:
+            settled = (group(self.canary, self._mark), group(self.baseline, self._mark))
+        if mark:
+            self._mark = {name: snap or Snapshot() for name, snap in now.items()}
+        return Look(group(self.canary, self._start), group(self.baseline, self._start), unreachable, settled)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -132,9 +146,11 @@ class PrometheusSource:
         self.exclude = list(exclude_routes)
         self._client = client or httpx.Client(timeout=timeout_s)
         self._t0 = time.time()
+        self._mark: float | None = None
 
     def begin(self) -> None:
         self._t0 = time.time()
+        self._mark = None
 
     def _selector(self, instances: Sequence[str]) -> str:
         values = "|".join(_escape_regex(v) for v in instances)
@@ -174,9 +190,16 @@ class PrometheusSource:
             buckets[bound] = float(row["value"][1])
         return Window(round(requests), round(errors), tuple(sorted(buckets.items())))
 
-    def look(self) -> Look:
-        seconds = max(1, math.ceil(time.time() - self._t0))
-        return Look(self._window(self.canary, seconds), self._window(self.baseline, seconds))
+    def look(self, mark: bool = False) -> Look:
+        now = time.time()
+        seconds = max(1, math.ceil(now - self._t0))
+        settled = None
+        if self._mark is not None:
+            since = max(1, math.ceil(now - self._mark))
+            settled = (self._window(self.canary, since), self._window(self.baseline, since))
+        if mark:
+            self._mark = now
+        return Look(self._window(self.canary, seconds), self._window(self.baseline, seconds), [], settled)
 
     def close(self) -> None:
         self._client.close()

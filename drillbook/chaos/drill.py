@@ -256,7 +256,7 @@ class ChaosDrill(Drill):
         degraded = []
         for name, url in self.plan.readiness_urls:
             sample = _one_sample(url, self.s.probe_timeout_s)
-            if not an.ready_not_degraded(sample):
+            if not self.steady_sample(sample):
                 degraded.append(f"{name}: {sample.status or sample.error} {(sample.body or '')[:80]}")
         run.require(
             "steady_state_readiness",
@@ -292,8 +292,11 @@ class ChaosDrill(Drill):
         bad = []
         for name, loop in self.probes.loops.items():
             window = list(loop.samples)
-            if not window or not all(an.ready_not_degraded(s) for s in window):
-                bad.append(f"{name}: {an.statuses_between(window, 0.0, time.monotonic()) or 'no answer yet'}")
+            unsteady = [s for s in window if not self.steady_sample(s)]
+            if not window or unsteady:
+                first = f", first bad: {unsteady[0].status or unsteady[0].error} {unsteady[0].body or ''}"
+                counts = an.statuses_between(window, 0.0, time.monotonic())
+                bad.append(f"{name}: {counts or 'no answer yet'}{first[:200] if unsteady else ''}")
         observations = list(self.witness.observations)
         if not observations or not all(o.up for o in observations):
             bad.append(
@@ -577,6 +580,10 @@ class ChaosDrill(Drill):
         run.check("acknowledged_writes_lost", lost, 0, lost == 0, detail)
 
     # -- hooks ------------------------------------------------------------------------------
+    def steady_sample(self, sample: Sample) -> bool:
+        """A readiness answer that counts as steady state before the fault."""
+        return an.ready(sample)
+
     def observe_for(self) -> float:
         """Seconds after the kill the hold must last at least, unless ``observed_enough``."""
         return 0.0
@@ -731,6 +738,10 @@ class KillRedis(ChaosDrill):
         return all(f.seen for f in an.flips(self.samples(), kill, an.ready_degraded))
 
     def recovered_sample(self, sample: Sample) -> bool:
+        return an.ready_not_degraded(sample)
+
+    def steady_sample(self, sample: Sample) -> bool:
+        # Already degraded before the kill would make "degraded during the outage" meaningless.
         return an.ready_not_degraded(sample)
 
     def recovery_witness(self) -> str:

@@ -268,9 +268,15 @@ class LoadRun(Drill):
         run.measure("server_routes", server.routes if server else [])
 
     def verify(self, run: DrillRun) -> None:
-        if self.figures is None:
+        fig = self.figures
+        if fig is None:
             raise DrillbookError("no figures to judge: Locust left no records")
-        judgement = judge(self.figures, self.settings)
+        if fig.requests == 0 and (fig.locust_requests or 0) > 0:
+            raise DrillbookError(
+                f"Locust counted {fig.locust_requests} requests but drillbook's plugin recorded none "
+                "in the steady phase (see locust.log and drillbook_load.json)"
+            )
+        judgement = judge(fig, self.settings)
         for check in judgement.checks:
             run.check(check.name, check.value, check.limit, check.ok, check.detail)
         for note in judgement.notes:

@@ -16,7 +16,8 @@ the service's failure: when the rate fell short (or Locust's latencies broke the
 SLA while the service's own histograms kept it) *and* the generator ran out of
 something (its CPU, the user pool cap, a machine so busy its timers woke late), the
 run ends in :class:`GeneratorLimit`, an error that names what ran out and says how
-to get more (``--processes``, loadgen hosts).
+to get more (``--processes``, loadgen hosts). The service's own histograms break
+the tie: when they show the SLA broken too, the verdict is the service's fail.
 """
 
 from __future__ import annotations
@@ -252,11 +253,16 @@ def judge(fig: LoadFigures, settings: LoadSettings) -> Judgement:
         _at_most("error_pct", fig.error_pct, settings.max_error_pct, f"{fig.failures} of {fig.requests}"),
     ]
     judgement = Judgement(checks)
-    gen = fig.generator
-    limits = _generator_reasons(gen, settings)
+    limits = _generator_reasons(fig.generator, settings)
     latency_breached = any(not c.ok for c in checks[1:3])
-    server_kept_sla = fig.server is not None and (fig.server.p95_ms or 0) <= settings.sla_p95_ms
-    if limits and (not rate_ok or (latency_breached and server_kept_sla)):
+    server = fig.server
+    # The service's own histograms are the tie-breaker: when they show the SLA broken,
+    # the service failed, whatever state the generator was in.
+    service_broke_sla = server is not None and (
+        (server.p95_ms or 0) > settings.sla_p95_ms or (server.p99_ms or 0) > settings.sla_p99_ms
+    )
+    server_kept_sla = server is not None and not service_broke_sla
+    if limits and not service_broke_sla and (not rate_ok or (latency_breached and server_kept_sla)):
         what = (
             "the rate fell short"
             if not rate_ok

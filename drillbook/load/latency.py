@@ -56,8 +56,12 @@ class Histogram:
     max_ms: float = 0.0
 
     def add(self, ms: float) -> None:
-        k = bucket_of(ms)
-        self.counts[k] = self.counts.get(k, 0) + 1
+        self.add_in(bucket_of(ms), ms)
+
+    def add_in(self, bucket: int, ms: float) -> None:
+        """Count ``ms`` in a bucket already computed (one log per request, however many histograms)."""
+        counts = self.counts
+        counts[bucket] = counts.get(bucket, 0) + 1
         self.n += 1
         self.sum_ms += ms
         if ms > self.max_ms:
@@ -166,27 +170,41 @@ class Recorder:
         self.t0 = t0
 
     def record(self, start: float, name: str, ms: float, failed: bool) -> None:
-        """File one finished request by the wall-clock time it was issued."""
-        if self.t0 is None:
+        """File one finished request by the wall-clock time it was issued (the hot path: kept lean)."""
+        t0 = self.t0
+        if t0 is None:
             return
-        rel = start - self.t0
+        rel = start - t0
         if rel < 0:
             rel = 0.0
+        bucket = 0 if ms <= FLOOR_MS else int(math.log(ms / FLOOR_MS) / _LOG_GROWTH) + 1
         second = int(rel)
         cell = self.seconds.get(second)
         if cell is None:
             cell = self.seconds[second] = Tally()
-        cell.add(ms, failed)
-        phase = phase_of(rel, self.ramp_s, self.duration_s)
+        cell.latency.add_in(bucket, ms)
+        if rel < self.ramp_s:
+            phase = "ramp"
+        elif rel < self.duration_s:
+            phase = "steady"
+        else:
+            phase = "tail"
         by_name = self.endpoints.get(phase)
         if by_name is None:
             by_name = self.endpoints[phase] = {}
         row = by_name.get(name)
         if row is None:
             row = by_name[name] = Tally()
-        row.add(ms, failed)
+        row.latency.add_in(bucket, ms)
+        if failed:
+            cell.failures += 1
+            row.failures += 1
         if phase == "steady":
-            self._count_slot(int(rel * 100))
+            slot = int(rel * 100)
+            if slot == self._slot:
+                self._slot_count += 1
+            else:
+                self._count_slot(slot)
 
     def _count_slot(self, slot: int) -> None:
         # Requests arrive nearly in issue order; one out of order is counted in the current slot.

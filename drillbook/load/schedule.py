@@ -57,6 +57,11 @@ class ArrivalPlan:
     ramp_s: float
     duration_s: float
 
+    def __post_init__(self) -> None:
+        # Asked for at every arrival: computed once.
+        object.__setattr__(self, "_ramp_total", self.rate * self.ramp_s / 2 if self.ramp_s > 0 else 0.0)
+        object.__setattr__(self, "_total", self.expected(self.duration_s))
+
     def rate_at(self, t: float) -> float:
         if t < 0 or t >= self.duration_s:
             return 0.0
@@ -75,15 +80,16 @@ class ArrivalPlan:
 
     @property
     def total(self) -> float:
-        return self.expected(self.duration_s)
+        return float(self.__dict__["_total"])
 
     def time_of(self, s: float) -> float | None:
         """When the arrival numbered ``s`` (operational time) is due; None once the plan is over."""
-        if self.rate <= 0 or s >= self.total:
+        if self.rate <= 0 or s >= self.__dict__["_total"]:
             return None
-        s = max(s, 0.0)
-        ramp_total = self.rate * self.ramp_s / 2
-        if self.ramp_s > 0 and s <= ramp_total:
+        if s < 0:
+            s = 0.0
+        ramp_total: float = self.__dict__["_ramp_total"]
+        if s <= ramp_total and self.ramp_s > 0:
             return math.sqrt(2 * self.ramp_s * s / self.rate)
         return self.ramp_s + (s - ramp_total) / self.rate
 

@@ -306,7 +306,9 @@ class State:
         dw, dl = wakes - self.lag_mark[0], lag_sum - self.lag_mark[1]
         self.lag_mark = (wakes, lag_sum)
         if dw > 0 and dl / dw > LAG_NO_GROWTH_MS:
-            # The generator itself is short of CPU: more users would only cost more of it.
+            # The generator itself is short of CPU: more users would only cost more of it
+            # (spawning thousands on a starved machine turns a slow run into a meltdown).
+            # The arrivals it cannot carry are counted as late or dropped and judged.
             self.growth_held += 1
             return self.target_users
         needed = pool_size(

@@ -207,8 +207,8 @@ def restore(
 def prune(
     c: Context,
     dry_run: bool = False,
-    keep_last: int | None = None,
-    keep_daily: int | None = None,
+    keep_last: str | None = None,
+    keep_daily: str | None = None,
     json_: bool = False,
     inventory: str | None = None,
     debug: bool = False,
@@ -217,17 +217,15 @@ def prune(
     with cli_errors(debug):
         inv = open_inventory(inventory)
         settings = load_settings(inv)
-        if keep_last is not None and keep_last < 1:
-            raise ConfigError(f"--keep-last must be >= 1, got {keep_last}")
-        if keep_daily is not None and keep_daily < 0:
-            raise ConfigError(f"--keep-daily must be >= 0, got {keep_daily}")
+        last = _count("keep-last", keep_last, minimum=1)
+        daily = _count("keep-daily", keep_daily, minimum=0)
         repo = open_repository(settings)
         repo.check()
         with inventory_lock(inv.lock_scope, "backup.prune", inv.name):
             decisions = prune_backups(
                 repo,
-                keep_last=keep_last if keep_last is not None else settings.keep_last,
-                keep_daily=keep_daily if keep_daily is not None else settings.keep_daily,
+                keep_last=last if last is not None else settings.keep_last,
+                keep_daily=daily if daily is not None else settings.keep_daily,
                 incomplete_grace_s=settings.incomplete_grace_s,
                 dry_run=dry_run,
             )
@@ -242,6 +240,19 @@ def prune(
             out.print(f"{mark} {d.id}  ({', '.join(d.reasons)})")
         gone = sum(1 for d in decisions if not d.keep)
         out.print(f"{len(decisions) - gone} kept, {gone} {verb}" + (" (dry run)" if dry_run else ""))
+
+
+def _count(option: str, value: str | None, *, minimum: int) -> int | None:
+    """An optional integer option (Invoke passes options without a typed default as strings)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"--{option} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"--{option} must be >= {minimum}, got {number}")
+    return number
 
 
 def _size(n: int) -> str:

@@ -16,10 +16,10 @@ DOCUMENTATION = r"""
 module: pidfile_daemon
 short_description: Start, stop, kill, restart or reload a daemon tracked by a pid file
 description:
-  - Manages a long-running process on a host without an init system that could
-    (no systemd in containers, CI boxes and labs). The pid file is the source of
-    truth: the service is running when the pid it names exists in C(/proc) and
-    is not a zombie (and, with O(match), its command line contains that text).
+  - Manages a long-running process on hosts where systemd is not available
+    (containers, CI boxes, labs). The pid file is the source of truth; the
+    service is running when the pid it names exists in C(/proc) and is not a
+    zombie (and, with O(match), its command line contains that text).
   - A stale pid file (dead pid) means "not running"; starting again is safe.
   - With O(daemonize=true) the module double-forks, starts a new session, writes
     the pid file and execs O(command), with stdout and stderr appended to O(log).
