@@ -17,9 +17,10 @@ trivial
        (then raw Locust once more, since the machine may have changed meanwhile);
     3. achieved/target at 50 %, 80 % and 100 % of that rate.
 lab
-    The reference service behind HAProxy: 1,000 req/s (the realistic mix of
-    loadtests/locustfile.py), then higher rates until the client-side p95 crosses
-    200 ms (or the rate can no longer be held), interpolating the crossing.
+    The reference service behind HAProxy with the realistic mix of
+    loadtests/locustfile.py: rates from 200 req/s up, always including 1,000 req/s,
+    until the client-side p95 crosses 200 ms (or the rate can no longer be held);
+    the crossing is interpolated between the last run under and the first over.
 
 Other people's work on the same machine shares its cores; the script records the
 machine's load average next to each figure so a depressed figure can be told apart.
@@ -249,27 +250,40 @@ def bench_trivial(work: Path, seconds: int) -> dict[str, Any]:
 def bench_lab(work: Path, seconds: int) -> dict[str, Any]:
     inv = os.environ.get("DRILLBOOK_INVENTORY") or str(REPO / "inventory" / "lab")
     out: dict[str, Any] = {}
-    print("lab, 1,000 req/s:", flush=True)
-    out["at_1000"] = load_run(inv, work / "reports", 1000, f"{seconds}s", "5s")
-    print("lab, climbing until p95 crosses 200 ms:", flush=True)
-    runs = [out["at_1000"]]
-    for rate in (1250, 1500, 1750, 2000, 2500, 3000, 4000):
+    print("lab, climbing until p95 crosses 200 ms (1,000 req/s is always measured):", flush=True)
+    runs = []
+    for rate in (200, 400, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000):
         row = load_run(inv, work / "reports", rate, f"{seconds}s", "5s")
         runs.append(row)
-        if (row["p95_ms"] or 0) > 200 or not row["held"]:
+        if rate == 1000:
+            out["at_1000"] = row
+        if ((row["p95_ms"] or 0) > 200 or not row["held"]) and rate >= 1000:
             break
-    out["climb"] = runs
-    out["p95_crosses_200ms_at_rps"] = _crossing(runs, 200.0)
+    # Narrow the bracket where p95 crosses 200 ms: two bisection steps.
+    for _ in range(2):
+        ordered = sorted(runs, key=lambda r: r["target_rps"])
+        bracket = next(((a, b) for a, b in itertools.pairwise(ordered) if _under(a) and not _under(b)), None)
+        if bracket is None or bracket[1]["target_rps"] - bracket[0]["target_rps"] <= 50:
+            break
+        mid = round((bracket[0]["target_rps"] + bracket[1]["target_rps"]) / 2, -1)
+        runs.append(load_run(inv, work / "reports", mid, f"{seconds}s", "5s"))
+    out["climb"] = sorted(runs, key=lambda r: r["target_rps"])
+    out["p95_crosses_200ms_at_rps"] = _crossing(out["climb"], 200.0)
     return out
 
 
+def _under(row: dict[str, Any], limit: float = 200.0) -> bool:
+    return bool(row["held"]) and (row["p95_ms"] or 0) <= limit
+
+
 def _crossing(runs: list[dict[str, Any]], limit: float) -> float | None:
-    """Linear interpolation of the rate where p95 passes ``limit`` between two runs."""
+    """The target rate where p95 passes ``limit``: interpolated between the last run under it
+    and the next run over it (a run that could not hold its rate counts as over)."""
     for a, b in itertools.pairwise(runs):
-        pa, pb = a["p95_ms"] or 0, b["p95_ms"] or 0
-        if pa <= limit < pb:
-            ra, rb = a["achieved_rps"] or a["target_rps"], b["achieved_rps"] or b["target_rps"]
-            return round(ra + (rb - ra) * (limit - pa) / (pb - pa), 0)
+        if _under(a, limit) and not _under(b, limit):
+            pa, pb = a["p95_ms"] or 0.0, max(b["p95_ms"] or 0.0, limit)
+            ra, rb = a["target_rps"], b["target_rps"]
+            return round(ra + (rb - ra) * (limit - pa) / (pb - pa), 0) if pb > pa else float(rb)
     return None
 
 

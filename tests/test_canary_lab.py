@@ -230,7 +230,9 @@ def test_bad_input_refused_before_anything_moves(
 
 def test_no_traffic_fails_closed_and_rolls_back(lab_inventory: Inventory, env: dict[str, Any]) -> None:
     inv = lab_inventory
-    drill = CanaryDrill(quick(inv, window_s=2, sample_wait_s=1), env["releases"]["good"], traffic_rps=0)
+    drill = CanaryDrill(
+        quick(inv, window_s=2, settle_s=0.5, sample_wait_s=1), env["releases"]["good"], traffic_rps=0
+    )
     journal = run(drill, inv, env["reports"])
     assert journal.verdict == "fail"
     (failed,) = journal.failed_checks

@@ -199,10 +199,12 @@ class FleetOps:
             self.deploy(busy, version, serial=self.settings.promote_serial, cancellable=False)
             self.wait_serving(todo, version)
         out["serving_s"] = time.monotonic() - t0
-        if todo:  # HAProxy needs `rise` passed checks after a restart before it routes there
+        # A deploy cut short may have left a server drained; and HAProxy needs `rise`
+        # passed checks after a restart before it routes there again.
+        self.restore_states(todo)
+        if todo:
             self.wait_lb_up(todo)
         self.weights.restore()
-        self.restore_states()
         out["restored_s"] = time.monotonic() - t0
         self.note(f"{version} serving everywhere, weights restored ({out['restored_s']:.1f}s)")
         return out
@@ -213,9 +215,16 @@ class FleetOps:
         for inst in self.plan.canary:
             self.haproxy.set_weight(self.backend, inst.name, init[inst.name])
 
-    def restore_states(self) -> None:
-        """Every server back to admin state ``ready`` (a deploy cut short may leave one drained)."""
+    def restore_states(self, redeployed: Sequence[AppInstance] = ()) -> None:
+        """Servers back to admin state ``ready``: those just redeployed, and any left DRAIN.
+
+        A deploy cut short between drain and re-enable leaves its server drained (and
+        while it is also DOWN, HAProxy shows only DOWN). A server someone else put in
+        MAINT and that this rollout did not touch is left alone.
+        """
+        names = {i.name for i in redeployed}
+        stats = {s.server: s for s in self.haproxy.stats(self.backend)}
         for inst in self.plan.everyone:
-            stat = self.haproxy.server(self.backend, inst.name)
-            if stat.status.startswith("DRAIN"):
+            stat = stats.get(inst.name)
+            if inst.name in names or (stat is not None and stat.status.startswith("DRAIN")):
                 self.haproxy.set_state(self.backend, inst.name, "ready")

@@ -172,7 +172,7 @@ def _generator(
         gen.max_per_10ms = max(slots)
     if window is not None and outcome.cpu:
         inside = [s for s in outcome.cpu if window[0] <= s.wall <= window[1]] or outcome.cpu
-        root = min((pid for s in outcome.cpu for pid in s.processes), default=None)
+        root = outcome.root_pid
         per: dict[str, list[float]] = {}
         for sample in inside:
             for pid, pct in sample.processes.items():

@@ -252,6 +252,7 @@ class LocustOutcome:
     stats: list[StatsRow] = field(default_factory=list)
     history: list[HistoryPoint] = field(default_factory=list)
     cpu: list[CpuSample] = field(default_factory=list)
+    root_pid: int | None = None
     log_tail: str = ""
 
     @property
@@ -338,7 +339,7 @@ def supervise(
         if interrupted_by is not None:
             stop(proc)
         outcome = collect(files, proc.returncode, interrupted_by)
-    outcome.cpu = cpu.samples
+    outcome.cpu, outcome.root_pid = cpu.samples, proc.pid
     return outcome
 
 
