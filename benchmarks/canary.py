@@ -13,8 +13,9 @@ checks) would serve about 1 m x 5 x 10 req/s x 20 % = 600 bad responses.
 
 Good runs: a release as good as the running one, canaried through every step
 (inventory canary_steps) and promoted; a rollback is a false alarm. Each good run
-deploys "the other" good release (A, then B, then A...), so no run has to undo
-the previous one; the lab ends on the release it started on.
+deploys the good release that is not running (A, then B, then A...), so no run has
+to undo the previous one; at the end the lab is rolled back to the release it
+started on (that full-fleet deploy.rollback is reported too).
 
 Not a test: nothing asserts; the figures go to stdout (and --json). Other people's
 work on the same machine shares its cores, so the machine's load average is
@@ -112,8 +113,6 @@ def main() -> int:
     base = start.version
     bad = build(inv, "bench-bad", error_rate=0.2)
     good = [build(inv, "bench-good-a"), build(inv, "bench-good-b")]
-    if base in good:  # start with the one that is not running
-        good = [g for g in good if g != base] + [base]
     print(
         f"lab on {base}; bad={bad}; good={good}; traffic {args.traffic:g} rps; reports {reports}", flush=True
     )
@@ -128,19 +127,23 @@ def main() -> int:
 
     good_runs: list[Journal] = []
     for i in range(1, 0 if any(j.interrupted for j in bad_runs) else args.good_runs + 1):
-        j = canary(inv, good[(i - 1) % 2], args, reports, args.first_step)
+        # The release that is not running (after a false rollback the same one again).
+        running = fleet_status(inv).version
+        j = canary(inv, good[1] if running == good[0] else good[0], args, reports, args.first_step)
         good_runs.append(j)
         print(line("good", i, args.good_runs, j), flush=True)
         if j.interrupted:
             break
+    fleet_rollback: Journal | None = None
     if fleet_status(inv).version != base:
-        execute(
+        fleet_rollback = execute(
             RollbackDrill(load_settings(inv), to_version=base),
             DrillContext(inventory=inv, report_root=reports, quiet=True),
         )
 
     caught = [j for j in bad_runs if j.verdict == "fail" and "detection_s" in j.measurements]
-    false_rollbacks = [j for j in good_runs if j.verdict != "pass"]
+    false_rollbacks = [j for j in good_runs if j.verdict == "fail"]
+    errors = [j for j in good_runs if j.verdict == "error"]
     figures = {
         "traffic_rps": args.traffic,
         "first_step_pct": args.first_step,
@@ -154,10 +157,13 @@ def main() -> int:
         ),
         "good_runs": len(good_runs),
         "false_rollbacks": len(false_rollbacks),
+        "good_errors": [j.error for j in errors],
         "false_rollback_verdicts": [
             f"{j.verdict}: {j.error or [c.detail for c in j.failed_checks]}" for j in false_rollbacks
         ],
         "flagger_defaults_bad_responses": FLAGGER_BAD_RESPONSES,
+        "fleet_rollback_s": fleet_rollback.measurements.get("rollback_s") if fleet_rollback else None,
+        "fleet_rollback_verdict": fleet_rollback.verdict if fleet_rollback else None,
         "load_avg_1m": summary([j.measurements["bench_load_avg_1m"] for j in bad_runs + good_runs]),
         "reports": str(reports),
     }
@@ -174,7 +180,17 @@ def main() -> int:
         f"   (target <= 30; Flagger defaults ~{FLAGGER_BAD_RESPONSES})"
     )
     print(f"  rollback_s       median {figures['rollback_s']['median']}  max {figures['rollback_s']['max']}")
-    print(f"good release: false rollbacks {len(false_rollbacks)}/{len(good_runs)}   (target 0/20)")
+    if fleet_rollback is not None:
+        print(
+            f"deploy.rollback of the whole fleet to {base}: rollback_s "
+            f"{fleet_rollback.measurements.get('rollback_s')} ({fleet_rollback.verdict}; budget 30 s)"
+        )
+    print(
+        f"good release: false rollbacks {len(false_rollbacks)}/{len(good_runs)}   (target 0/20)"
+        + (f"; {len(errors)} run(s) could not run: {errors[0].error}" if errors else "")
+    )
+    for j in false_rollbacks:
+        print(f"  false rollback: {[c.detail for c in j.failed_checks]}")
     print(f"machine load average (1 min) median {figures['load_avg_1m']['median']}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

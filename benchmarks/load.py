@@ -13,8 +13,8 @@ trivial
     1. raw Locust: one process, FastHttpUser, closed loop with no wait (the most
        Locust itself can send), its own requests/s;
     2. the highest rate ``load.run`` holds within 3 % from one process, climbing
-       from 50 % of the raw figure in steps of 10 % of it until a rate is not held
-       (then raw Locust once more, since the machine may have changed meanwhile);
+       from 30 % of the raw figure in steps of 10 % of it until a rate is not held
+       twice in a row (then raw Locust once more: the machine may have changed);
     3. achieved/target at 50 %, 80 % and 100 % of that rate.
 lab
     The reference service behind HAProxy with the realistic mix of
@@ -220,13 +220,17 @@ def bench_trivial(work: Path, seconds: int) -> dict[str, Any]:
         raw = out["raw"]["rps"]
         print("load.run, one process, climbing until the rate is no longer held:", flush=True)
         runs = []
-        rate, step = round(raw * 0.5, -1), max(round(raw * 0.1, -1), 10)
+        rate, step = round(raw * 0.3, -1), max(round(raw * 0.1, -1), 10)
         highest = None
         for _ in range(30):
             row = load_run(inv, work / "reports", rate, f"{seconds}s", "4s")
             runs.append(row)
             if not row["held"]:
-                break
+                # A shared machine has bad seconds: a rate counts as not held only twice in a row.
+                row = load_run(inv, work / "reports", rate, f"{seconds}s", "4s")
+                runs.append(row)
+                if not row["held"]:
+                    break
             highest = rate
             rate += step
         out["climb"] = runs

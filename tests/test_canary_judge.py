@@ -87,7 +87,7 @@ def test_slow_release_breaches_and_a_small_difference_does_not(judge: Judge) -> 
     slow = judge.assess(window(40, 0, latency_ms=8, slow_share=1.0), window(760, 0, latency_ms=8))
     assert slow.decision == "breach" and "p95" in slow.reason, slow.reason
     assert slow.canary_latency_ms is not None and slow.canary_latency_ms > 250
-    # 8 ms -> 12 ms is 1.5x but far below the 50 ms margin: not a breach.
+    # 8 ms -> 12 ms is 1.5x but far below the 100 ms margin: not a breach.
     close = judge.assess(window(200, 0, latency_ms=12), window(1800, 0, latency_ms=8), window_done=True)
     assert close.decision == "pass", close.reason
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,13 +53,22 @@ def test_second_up_changes_nothing(lab: dict[str, Any], lab_inventory: Any) -> N
     assert result.changed == 0, [r.task for r in result.results if r.status == "changed"]
 
 
-def test_port_taken_is_one_clear_error(lab: dict[str, Any], tmp_path: Path) -> None:
+def test_port_taken_is_one_clear_error(lab: dict[str, Any]) -> None:
     """A second lab on the same ports fails before starting anything, with the port named."""
-    env = {**os.environ, "DRILLBOOK_LAB_DIR": str(tmp_path / "other-lab")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "lab.up"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
-        timeout=600,
-    )
+    # not under pytest's tmp_path: that is private to root and the postgres user must reach the cluster
+    other = REPO_ROOT / ".lab-test-clash"
+    env = {**os.environ, "DRILLBOOK_LAB_DIR": str(other)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "invoke", "lab.up"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "already in use" in proc.stderr and "Traceback" not in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1

@@ -90,6 +90,20 @@ def test_late_claims_are_counted_and_far_behind_is_dropped_not_burst() -> None:
     assert delay is not None and delay <= 0.011  # back on schedule, no catch-up burst
 
 
+def test_tasks_in_flight_are_counted_exactly() -> None:
+    pacer = Pacer(ArrivalPlan(rate=100, ramp_s=0, duration_s=10), rng=random.Random(6))
+    pacer.start(0.0)
+    delays = [pacer.claim(0.0) for _ in range(3)]
+    assert pacer.outstanding == 3 and pacer.running == 0
+    pacer.started(0.010, due=delays[0] or 0.0)
+    pacer.started(0.100, due=delays[1] or 0.0)  # ~85 ms after it was due: the generator was late
+    assert pacer.running == 2 and pacer.stats.starts == 2 and pacer.stats.start_late == 1
+    pacer.finished(was_running=True)
+    pacer.finished(was_running=False)  # claimed, never started (stopped while waiting)
+    assert pacer.running == 1 and pacer.outstanding == 1
+    assert pacer.take_peak() == 2 and pacer.take_peak() == 1
+
+
 def test_requests_per_task_scale_the_schedule() -> None:
     pacer = Pacer(ArrivalPlan(rate=100, ramp_s=0, duration_s=10), rng=random.Random(5))
     pacer.start(0.0)

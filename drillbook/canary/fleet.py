@@ -196,7 +196,7 @@ class FleetOps:
                 # The canary hosts run the target again: let them serve while the rest rolls.
                 self.wait_serving(idle, version)
                 self.restore_canary()
-            self.deploy(busy, version, serial=self.settings.promote_serial, cancellable=False)
+            self.deploy(busy, version, serial=self.settings.rollback_serial, cancellable=False)
             self.wait_serving(todo, version)
         out["serving_s"] = time.monotonic() - t0
         # A deploy cut short may have left a server drained; and HAProxy needs `rise`

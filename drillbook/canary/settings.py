@@ -41,7 +41,7 @@ class CanarySettings(BaseModel):
     #: The canary's quantile must exceed baseline x ratio ...
     latency_ratio: float = Field(1.5, ge=1)
     #: ... and baseline + margin, to be a latency breach.
-    latency_margin_ms: float = Field(50.0, ge=0)
+    latency_margin_ms: float = Field(100.0, ge=0)
     #: Canary and baseline observations needed before latency is judged at all.
     latency_min_samples: int = Field(20, ge=1)
     #: Route prefixes left out of the analysis (probes and scrapes are not user traffic).
@@ -56,6 +56,9 @@ class CanarySettings(BaseModel):
     rollback_budget_s: float = Field(30.0, gt=0)
     #: Hosts per promotion batch (Ansible serial): a number or a percentage such as "25%".
     promote_serial: str = "1"
+    #: Hosts per batch when a rollback redeploys hosts that serve traffic (the canary hosts,
+    #: back on the previous release first, carry the load meanwhile); "100%" is fastest.
+    rollback_serial: str = "100%"
     #: Ansible max_fail_percentage for promotion batches (0: stop at the first failed host).
     promote_max_fail_percentage: int = Field(0, ge=0, le=100)
     #: Seconds a drained server keeps finishing in-flight requests before its restart.
@@ -82,12 +85,12 @@ class CanarySettings(BaseModel):
             raise ValueError("steps must increase")
         return steps
 
-    @field_validator("promote_serial", "rollback_target", mode="before")
+    @field_validator("promote_serial", "rollback_serial", "rollback_target", mode="before")
     @classmethod
     def _text(cls, value: object) -> str:
         return str(value).strip()
 
-    @field_validator("promote_serial")
+    @field_validator("promote_serial", "rollback_serial")
     @classmethod
     def _serial(cls, value: str) -> str:
         text = str(value).strip()

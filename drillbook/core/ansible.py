@@ -105,7 +105,6 @@ class _EventCollector:
             self.stats = {k: data.get(k, {}) or {} for k in ("ok", "changed", "failures", "dark", "skipped")}
         return True
 
-
     def _announce(self, row: TaskResult, data: dict[str, Any]) -> None:
         """One progress line per task that did something (skipped tasks stay quiet)."""
         key = str(data.get("task_uuid") or row.task)
@@ -116,9 +115,18 @@ class _EventCollector:
         self.progress(f"{name} [{row.status} on {row.host}]")
 
 
+GENERIC_MESSAGES = ("non-zero return code", "MODULE FAILURE")
+
+
 def _message(res: Mapping[str, Any]) -> str:
-    """Ansible's own failure text, shortened to its first meaningful line."""
-    for key in ("msg", "stderr", "module_stderr", "stdout"):
+    """Ansible's own failure text, shortened to its first meaningful line.
+
+    A command's generic "non-zero return code" says nothing: its stderr does.
+    """
+    keys = ["msg", "stderr", "module_stderr", "stdout"]
+    if any(str(res.get("msg", "")).startswith(g) for g in GENERIC_MESSAGES) and res.get("stderr"):
+        keys = ["stderr", "msg"]
+    for key in keys:
         text = str(res.get(key) or "").strip()
         if text:
             lines = [line for line in text.splitlines() if line.strip()]

@@ -258,6 +258,8 @@ class LoadRun(Drill):
         run.measure("system_cpu_mean_pct", gen.system_cpu_mean_pct)
         run.measure("pacer_late_pct", gen.late_pct)
         run.measure("pacer_dropped", gen.dropped)
+        run.measure("start_late_pct", gen.start_late_pct)
+        run.measure("start_late_ms_mean", gen.start_late_ms_mean)
         run.measure("wake_late_ms_mean", gen.wake_late_ms_mean)
         run.measure("arrivals_empty_slots_pct", gen.empty_slots_pct)
         run.measure("arrivals_max_per_10ms", gen.max_per_10ms)

@@ -70,6 +70,8 @@ class GeneratorFigures:
     cpu_warning: bool = False
     late_pct: float = 0.0
     dropped: float = 0.0
+    start_late_pct: float = 0.0
+    start_late_ms_mean: float = 0.0
     wake_late_ms_mean: float = 0.0
     empty_slots_pct: float | None = None
     max_per_10ms: int | None = None
@@ -160,6 +162,11 @@ def _generator(
     claims = float(pacer.get("claims", 0) or 0)
     gen.late_pct = round(100 * float(pacer.get("late", 0)) / claims, 3) if claims else 0.0
     gen.dropped = round(float(pacer.get("dropped", 0.0)), 1)
+    starts, start_late = float(pacer.get("starts", 0) or 0), float(pacer.get("start_late", 0) or 0)
+    if starts:
+        gen.start_late_pct = round(100 * start_late / starts, 3)
+    if start_late:
+        gen.start_late_ms_mean = round(float(pacer.get("start_late_ms_sum", 0.0)) / start_late, 2)
     gen.wake_late_ms_mean = float((records.get("wake") or {}).get("late_ms_mean", 0.0))
     gen.users_max = int(records.get("users_max", 0) or 0)
     gen.pool_capped = bool(records.get("pool_capped"))

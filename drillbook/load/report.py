@@ -103,8 +103,9 @@ def section(measurements: dict[str, Any], artefacts: list[str], notes: list[str]
         f"- users: up to {_f(m.get('users_max'))} (pool sized by Little's law from rate x latency)",
         f"- Locust CPU, mean over the steady phase: {cpu}; machine {_f(m.get('system_cpu_mean_pct'), ' %')}",
         f"- schedule: {_f(m.get('pacer_late_pct'), ' %')} of arrivals found no idle user, "
-        f"{_f(m.get('pacer_dropped'))} dropped; "
-        f"timers woke {_f(m.get('wake_late_ms_mean'), ' ms')} late on average",
+        f"{_f(m.get('pacer_dropped'))} dropped; {_f(m.get('start_late_pct'), ' %')} started more "
+        f"than 5 ms late (by {_f(m.get('start_late_ms_mean'), ' ms')} on average); "
+        f"event-loop lag {_f(m.get('wake_late_ms_mean'), ' ms')} on average",
         f"- spread of arrivals (per process): "
         f"{_f(m.get('arrivals_empty_slots_pct'), ' %')} of 10 ms slots empty, "
         f"at most {_f(m.get('arrivals_max_per_10ms'))} requests in one",

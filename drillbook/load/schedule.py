@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from dataclasses import dataclass, field
 
 ARRIVALS = ("jittered", "poisson")
@@ -103,32 +102,26 @@ class PacerStats:
     late_ms_sum: float = 0.0
     late_ms_max: float = 0.0
     dropped: float = 0.0
+    starts: int = 0
+    start_late: int = 0
+    start_late_ms_sum: float = 0.0
+    start_late_ms_max: float = 0.0
 
     def merge(self, other: PacerStats) -> None:
-        self.claims += other.claims
-        self.late += other.late
-        self.late_ms_sum += other.late_ms_sum
+        for name in ("claims", "late", "late_ms_sum", "dropped", "starts", "start_late", "start_late_ms_sum"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.late_ms_max = max(self.late_ms_max, other.late_ms_max)
-        self.dropped += other.dropped
+        self.start_late_ms_max = max(self.start_late_ms_max, other.start_late_ms_max)
 
     def to_dict(self) -> dict[str, float]:
-        return {
-            "claims": self.claims,
-            "late": self.late,
-            "late_ms_sum": round(self.late_ms_sum, 3),
-            "late_ms_max": round(self.late_ms_max, 3),
-            "dropped": round(self.dropped, 3),
-        }
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> PacerStats:
-        return cls(
-            claims=int(data.get("claims", 0)),
-            late=int(data.get("late", 0)),
-            late_ms_sum=float(data.get("late_ms_sum", 0.0)),
-            late_ms_max=float(data.get("late_ms_max", 0.0)),
-            dropped=float(data.get("dropped", 0.0)),
-        )
+        out = cls()
+        for name, value in out.__dict__.items():
+            setattr(out, name, type(value)(data.get(name, value)))
+        return out
 
 
 @dataclass
@@ -141,6 +134,11 @@ class Pacer:
     jitter below it is not a missing user). ``max_lag_s``: when the schedule has
     fallen this far behind, the missed arrivals are dropped (and counted) instead
     of being fired in one burst.
+
+    :meth:`started` is told when the task of an arrival actually begins (its
+    lateness then is the generator's own: a starved event loop wakes users late)
+    and :meth:`finished` when it is over, so ``running`` is the number of tasks in
+    flight, exactly: Little's law observed rather than estimated.
 
     A task may issue more than one request; :meth:`observe` feeds the requests
     and task starts seen so far, and the schedule is kept in *requests*, so each
@@ -156,10 +154,11 @@ class Pacer:
     stats: PacerStats = field(default_factory=PacerStats)
     per_task: float = 1.0
     _s: float = 0.0
-    #: Arrivals handed out whose task has not finished yet (sleeping towards them, or running).
+    #: Arrivals handed out whose task has not finished (waiting for their time, or running).
     outstanding: int = 0
-    peak_in_flight: int = 0
-    _dues: deque[float] = field(default_factory=deque)
+    #: Tasks running now, and the most seen at once since the last :meth:`take_peak`.
+    running: int = 0
+    peak_running: int = 0
 
     def __post_init__(self) -> None:
         if self.arrivals not in ARRIVALS:
@@ -188,53 +187,50 @@ class Pacer:
         due_rel = self.plan.time_of(target)
         if due_rel is None:
             return None
-        self.stats.claims += 1
+        stats = self.stats
+        stats.claims += 1
         self.outstanding += 1
-        due = self.t0 + due_rel
-        delay = due - now
+        delay = self.t0 + due_rel - now
         if delay >= 0:
-            self._dues.append(due)
-            self.in_flight(now)
             return delay
-        self._dues.append(now)
         lag = -delay
         if lag > self.late_after_s:
-            self.stats.late += 1
-            self.stats.late_ms_sum += lag * 1000
-            self.stats.late_ms_max = max(self.stats.late_ms_max, lag * 1000)
+            stats.late += 1
+            stats.late_ms_sum += lag * 1000
+            if lag * 1000 > stats.late_ms_max:
+                stats.late_ms_max = lag * 1000
         if lag > self.max_lag_s:
             # Too far behind to catch up without a burst: skip to now, count what was skipped.
             caught_up = self.plan.expected(now - self.t0)
             if caught_up > self._s:
-                self.stats.dropped += caught_up - self._s
+                stats.dropped += caught_up - self._s
                 self._s = caught_up
-        self.in_flight(now)
         return 0.0
 
-    def complete(self) -> None:
-        """A user finished the task of an arrival it claimed."""
+    def started(self, now: float, due: float) -> None:
+        """The task of an arrival due at ``due`` begins now."""
+        self.running += 1
+        if self.running > self.peak_running:
+            self.peak_running = self.running
+        stats = self.stats
+        stats.starts += 1
+        late = now - due
+        if late > self.late_after_s:
+            stats.start_late += 1
+            stats.start_late_ms_sum += late * 1000
+            if late * 1000 > stats.start_late_ms_max:
+                stats.start_late_ms_max = late * 1000
+
+    def finished(self, was_running: bool) -> None:
+        """The task of a claimed arrival is over (``was_running``: :meth:`started` was told)."""
         if self.outstanding > 0:
             self.outstanding -= 1
+        if was_running and self.running > 0:
+            self.running -= 1
 
-    # -- users in flight (Little's law, observed) ------------------------------------
-    def in_flight(self, now: float) -> int:
-        """Tasks running now: arrivals handed out, minus those still waiting for their time.
-
-        Due times are handed out in increasing order, so the waiting ones are the
-        newest: a queue of due times drops the ones that have come.
-        """
-        dues = self._dues
-        while dues and dues[0] <= now:
-            dues.popleft()
-        running = max(0, self.outstanding - len(dues))
-        if running > self.peak_in_flight:
-            self.peak_in_flight = running
-        return running
-
-    def take_peak(self, now: float) -> int:
-        """The peak in flight since the last call (then restart from the current level)."""
-        current = self.in_flight(now)
-        peak, self.peak_in_flight = self.peak_in_flight, current
+    def take_peak(self) -> int:
+        """The most tasks running at once since the last call (then restart from now)."""
+        peak, self.peak_running = self.peak_running, self.running
         return peak
 
 

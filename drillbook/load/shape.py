@@ -30,6 +30,7 @@ the plan evenly (the master passes ``expect_workers`` to every worker).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -185,17 +186,28 @@ class State:
             return 0.1
         if self.started_mono is None:
             self._start_clock()
-        if user.__dict__.get("_drillbook_busy"):
-            pacer.complete()
+        attrs = user.__dict__
+        if attrs.get("_drillbook_claimed"):
+            pacer.finished(attrs.get("_drillbook_running", False))
+            attrs["_drillbook_running"] = False
             self.tasks += 1
             if not self.tasks & 63:
                 pacer.observe(self.requests, self.tasks)
-        delay = pacer.claim(time.monotonic())
+        now = time.monotonic()
+        delay = pacer.claim(now)
         if delay is None:
-            user._drillbook_busy = False
+            attrs["_drillbook_claimed"] = False
             return IDLE_S
-        user._drillbook_busy = True
+        attrs["_drillbook_claimed"] = True
+        attrs["_drillbook_due"] = now + delay
         return delay
+
+    def task_started(self, user: Any) -> None:
+        """A user's task begins: the arrival it claimed is now in flight."""
+        attrs = user.__dict__
+        if self.pacer is not None and attrs.get("_drillbook_claimed") and not attrs.get("_drillbook_running"):
+            attrs["_drillbook_running"] = True
+            self.pacer.started(time.monotonic(), attrs.get("_drillbook_due", 0.0))
 
     def _watch_loop_lag(self) -> None:
         """How late this process's event loop wakes a 10 ms timer: its own CPU starvation, measured."""
@@ -216,7 +228,7 @@ class State:
         if self.pacer is not None:
             data["pacer"] = self.pacer.stats.to_dict()
             self.pacer.stats = PacerStats()
-            data["peak_in_flight"] = self.pacer.take_peak(time.monotonic())
+            data["peak_in_flight"] = self.pacer.take_peak()
             data["per_task"] = self.pacer.per_task
         data["cpu_pct"] = self.cpu()
         data["wake"] = [self.wakes, self.wake_late_ms_sum, self.wake_late_max_ms]
@@ -288,9 +300,9 @@ class State:
     def _pool(self, t: float) -> int:
         """Little's law, and only ever growing (stopping users mid-run costs requests).
 
-        Requests in flight are counted directly (the pacer knows which arrivals are
-        running); the pool keeps twice the peak so half of it is idle for the next
-        arrival. The latency-based estimate (rate x mean latency) counts only while the
+        Tasks in flight are counted directly (each paced task tells the pacer when it
+        starts and ends); the pool keeps twice the peak so half of it is idle for the
+        next arrival. The latency-based estimate (rate x mean latency) counts only while the
         pool is at least half busy: otherwise a generator short of CPU would read its
         own delays as service latency and feed them back into ever more users. For the
         same reason the pool does not grow while the event loop runs late (its 10 ms
@@ -301,14 +313,16 @@ class State:
             peak = sum(v.peak_in_flight for v in self.worker_views.values())
         else:
             assert self.pacer is not None
-            peak = self.pacer.take_peak(time.monotonic())
+            peak = self.pacer.take_peak()
         wakes, lag_sum = self.wakes, self.wake_late_ms_sum
         dw, dl = wakes - self.lag_mark[0], lag_sum - self.lag_mark[1]
         self.lag_mark = (wakes, lag_sum)
         if dw > 0 and dl / dw > LAG_NO_GROWTH_MS:
-            # The generator itself is short of CPU: more users would only cost more of it
-            # (spawning thousands on a starved machine turns a slow run into a meltdown).
-            # The arrivals it cannot carry are counted as late or dropped and judged.
+            # The generator itself is short of CPU. More users would only cost more of it:
+            # a starved loop also leaves finished responses unread, so even the exact count
+            # of tasks in flight grows with its own delay, and growing the pool on it spawned
+            # thousands of users for a target answering in a millisecond. The arrivals it
+            # cannot carry are counted as late or dropped, and judged as a generator limit.
             self.growth_held += 1
             return self.target_users
         needed = pool_size(
@@ -432,13 +446,26 @@ def _paced_on_start(original: Callable[[Any], None]) -> Callable[[Any], None]:
     return on_start
 
 
+def _paced_task(task: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(task)  # keeps Locust's attributes (tags) on the wrapper
+    def run(user: Any, *args: Any, **kwargs: Any) -> Any:
+        if _state is not None:
+            _state.task_started(user)
+        return task(user, *args, **kwargs)
+
+    return run
+
+
 def pace_user_classes(user_classes: list[type[Any]]) -> None:
-    """Give every user class the paced ``wait_time`` and a paced first request."""
+    """Give every user class the paced ``wait_time``, a paced first request, and tasks that
+    say when they start (a nested TaskSet is left alone: its tasks only count as in flight
+    approximately, through the arrivals claimed)."""
     for cls in user_classes:
         if getattr(cls, "_drillbook_paced", False):
             continue
         cls.wait_time = paced_wait
         cls.on_start = _paced_on_start(cls.on_start)
+        cls.tasks = [t if isinstance(t, type) else _paced_task(t) for t in cls.tasks]
         cls._drillbook_paced = True
 
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 from invoke.context import Context
+from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from drillbook.core.paths import REPO_ROOT, ROLES
 
-ROLE_SCENARIOS = ("postgres", "redis", "haproxy", "app")
+ROLE_SCENARIOS = ("pidfile_daemon", "postgres", "redis", "haproxy", "app")
 
 
 @task(default=True, help={"k": "Only tests matching this -k expression.", "lab": "Only tests marked lab."})
 def pytest(c: Context, k: str | None = None, lab: bool = False) -> None:
     """Run the test suite (brings up a separate test lab on ports 25400+ for tests marked lab)."""
+    passed, _summary = _pytest(c, k, lab)
+    if not passed:
+        raise Exit(code=1)
+
+
+def _pytest(c: Context, k: str | None = None, lab: bool = False) -> tuple[bool, str]:
+    """Run pytest; return (passed, its closing summary line)."""
     args = [sys.executable, "-m", "pytest"]
     if k:
-        args += ["-k", k]
+        args += ["-k", repr(k)]
     if lab:
         args += ["-m", "lab"]
     with c.cd(str(REPO_ROOT)):
-        c.run(" ".join(args), pty=False)
+        result = c.run(" ".join(args), pty=False, warn=True)
+    lines = [line for line in (result.stdout if result else "").splitlines() if line.strip()]
+    return (result is not None and not result.exited), (lines[-1] if lines else "")
 
 
 @task
@@ -33,7 +46,16 @@ def lint(c: Context) -> None:
         c.run("ansible-lint --offline -q playbooks roles")
 
 
-@task(help={"role": "Only this role's scenario (postgres, redis, haproxy, app)."})
+def _molecule_all(log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Every role scenario in turn, in one background shell (each uses ports and state of its own)."""
+    script = " && ".join(
+        f"(cd {ROLES / name} && echo '== molecule {name}' && molecule test)" for name in ROLE_SCENARIOS
+    )
+    out = log.open("wb") if log else None
+    return subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT if out else None)
+
+
+@task(help={"role": "Only this role's scenario (pidfile_daemon, postgres, redis, haproxy, app)."})
 def roles(c: Context, role: str | None = None) -> None:
     """Run each role's Molecule scenario (converge, idempotence, verify) on this machine."""
     for name in [role] if role else ROLE_SCENARIOS:
@@ -41,6 +63,30 @@ def roles(c: Context, role: str | None = None) -> None:
             c.run("molecule test", pty=False)
 
 
-@task(pre=[lint, pytest, roles])
+@task
 def all(c: Context) -> None:
-    """Everything CI runs: lint, the test suite, the role scenarios."""
+    """Everything CI runs: lint, then the test suite and the role scenarios side by side.
+
+    The scenarios mostly wait (package checks, daemons starting) and use ports and state of
+    their own, so they run in the background while pytest runs; their log is printed after.
+    """
+    lint(c)
+    log = REPO_ROOT / "reports" / "molecule.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    scenarios = _molecule_all(log)
+    try:
+        passed, summary = _pytest(c)
+    finally:
+        rc = scenarios.wait()
+    print(f"== role scenarios ({', '.join(ROLE_SCENARIOS)}): exit {rc} after {time.monotonic() - t0:.0f}s")
+    lines = log.read_text(errors="replace").splitlines()
+    print(
+        "\n".join(
+            lines[-40:] if rc else [line for line in lines if line.startswith("==") or "PLAY RECAP" in line]
+        )
+    )
+    print(f"== pytest: {summary}")
+    print(summary)  # pytest's own closing line stays the last line
+    if not passed or rc:
+        raise Exit(code=1)

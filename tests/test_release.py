@@ -1,0 +1,32 @@
+"""Release artifacts of the reference service: content, determinism, immutability."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from drillbook.release import build_release
+
+
+def test_artifact_holds_the_service_and_its_knobs(tmp_path: Path) -> None:
+    path = build_release("2.0.0", tmp_path, error_rate=0.2, latency_ms=300, misconfigure=["cors"])
+    assert path.name == "refservice-2.0.0.tar.gz"
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        release = json.loads(tar.extractfile("release.json").read())  # type: ignore[union-attr]
+    assert release == {"version": "2.0.0", "error_rate": 0.2, "latency_ms": 300, "misconfigure": ["cors"]}
+    for needed in ("refservice/main.py", "alembic.ini", "requirements.txt", "migrations/env.py"):
+        assert any(n.endswith(needed) for n in names), needed
+    assert not any("__pycache__" in n for n in names)
+
+
+def test_same_version_same_content_is_a_no_op_different_content_is_refused(tmp_path: Path) -> None:
+    first = build_release("1.2.3", tmp_path)
+    data = first.read_bytes()
+    assert build_release("1.2.3", tmp_path).read_bytes() == data  # deterministic
+    with pytest.raises(ValueError, match=r"1\.2\.3"):
+        build_release("1.2.3", tmp_path, error_rate=0.5)
+    assert first.read_bytes() == data
