@@ -88,6 +88,24 @@ def _kill_db(inv: Inventory) -> Drill:
     return KillDb.for_inventory(inv, duration_s=3)
 
 
+def _load_run(inv: Inventory) -> Drill:
+    from drillbook.load.drill import demo_run
+
+    return demo_run(inv)  # a short run at the lab's target rate + 20 % headroom
+
+
+def _good_canary(inv: Inventory) -> Drill:
+    from drillbook.canary.demo import good_canary
+
+    return good_canary(inv)
+
+
+def _bad_canary(inv: Inventory) -> Drill:
+    from drillbook.canary.demo import bad_canary
+
+    return bad_canary(inv)
+
+
 def demo_steps() -> list[DemoStep]:
     """The drills of every capability, in the order a release would meet them."""
     return [
@@ -99,6 +117,9 @@ def demo_steps() -> list[DemoStep]:
         DemoStep("migrate.rehearse", _migrate_rehearse),
         DemoStep("chaos.kill-redis", _kill_redis),
         DemoStep("chaos.kill-db", _kill_db),
+        DemoStep("load.run", _load_run),
+        DemoStep("deploy.canary (good release)", _good_canary),
+        DemoStep("deploy.canary (20% errors)", _bad_canary, expect="fail"),
     ]
 
 
