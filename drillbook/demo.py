@@ -118,8 +118,9 @@ def demo_steps() -> list[DemoStep]:
         DemoStep("chaos.kill-redis", _kill_redis),
         DemoStep("chaos.kill-db", _kill_db),
         DemoStep("load.run", _load_run),
-        DemoStep("deploy.canary (good release)", _good_canary),
+        # the bad canary first: the latest canary (the checklist's evidence) is then the good one
         DemoStep("deploy.canary (20% errors)", _bad_canary, expect="fail"),
+        DemoStep("deploy.canary (good release)", _good_canary),
     ]
 
 

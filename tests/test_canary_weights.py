@@ -27,7 +27,9 @@ def test_split_keeps_the_baseline_while_it_can() -> None:
     assert split(0.5, [100], [100, 100]) == ([200], [100, 100])
     c, b = split(0.9, [100], [100, 100])  # the canary would need 1800 > 256: baseline shrinks
     assert c == [256] and b == [14, 14]
-    assert split(1.0, [100], [100, 100]) == ([100], [0, 0])
+    # 100 %: the baseline stays at 1, so HAProxy has somewhere to go if the canary falls over.
+    assert split(1.0, [100], [100, 100]) == ([256], [1, 1])
+    assert achieved(*split(1.0, [100], [100, 100])) == pytest.approx(0.992, abs=0.001)
     assert split(0.0, [100], [100, 100]) == ([0], [100, 100])
     assert split(0.25, [0, 100], [100]) == ([1, 33], [100])  # a canary configured at 0 still counts
     with pytest.raises(ValueError):
@@ -104,9 +106,9 @@ def test_weights_shift_off_and_restore(fake: FakeHAProxy) -> None:
     assert fake.weights == {"app-1": 11, "app-2": 100, "app-3": 100}
     assert [d.server for d in w.drifted()] == ["app-1"]
     w.set_share(100)
-    assert fake.weights == {"app-1": 100, "app-2": 0, "app-3": 0}
+    assert fake.weights == {"app-1": 256, "app-2": 1, "app-3": 1}
     w.canary_off()
-    assert fake.weights["app-1"] == 0
+    assert fake.weights == {"app-1": 0, "app-2": 100, "app-3": 100}
     w.restore()
     assert fake.weights == fake.initial and not w.drifted()
     assert w.shares() == {"app-1": 33.33, "app-2": 33.33, "app-3": 33.33}

@@ -98,10 +98,13 @@ def test_tasks_in_flight_are_counted_exactly() -> None:
     pacer.started(0.010, due=delays[0] or 0.0)
     pacer.started(0.100, due=delays[1] or 0.0)  # ~85 ms after it was due: the generator was late
     assert pacer.running == 2 and pacer.stats.starts == 2 and pacer.stats.start_late == 1
-    pacer.finished(was_running=True)
-    pacer.finished(was_running=False)  # claimed, never started (stopped while waiting)
+    pacer.finished(0.200, was_running=True)
+    pacer.finished(0.200, was_running=False)  # claimed, never started (stopped while waiting)
     assert pacer.running == 1 and pacer.outstanding == 1
-    assert pacer.take_peak() == 2 and pacer.take_peak() == 1
+    mean, peak = pacer.take_in_flight(0.300)
+    # 1 task over 0.010..0.100, 2 over 0.100..0.200, 1 over 0.200..0.300: L = 0.49 / 0.29 s
+    assert peak == 2 and mean == pytest.approx((0.09 * 1 + 0.1 * 2 + 0.1 * 1) / 0.29)
+    assert pacer.take_in_flight(1.300) == (pytest.approx(1.0), 1)
 
 
 def test_requests_per_task_scale_the_schedule() -> None:
@@ -112,8 +115,8 @@ def test_requests_per_task_scale_the_schedule() -> None:
 
 
 def test_pool_size_follows_littles_law() -> None:
-    assert pool_size(1000, 0.020) == 40  # 20 busy on average, half the pool idle
-    assert pool_size(1000, 0.020, peak_in_flight=60) == 120
+    assert pool_size(1000, 0.020) == 54  # L = 20 busy on average: 40 + 3 x sqrt(20)
+    assert pool_size(1000, 0.020, in_flight=100) == 230  # L observed above the estimate
     assert pool_size(10, 0.001) == 10  # never below the minimum
     with pytest.raises(ValueError):
         pool_size(10, 0.1, utilisation=0)

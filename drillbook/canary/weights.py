@@ -4,9 +4,14 @@ A share of w % means the canary servers' weights are w % of the backend's total
 weight, so with round-robin or leastconn they receive w % of new requests. The
 baseline keeps its configured weights while it can (its servers go on serving as
 before) and the canary's weight is derived from them; only when the canary would
-need more than HAProxy's maximum weight (256) is the baseline scaled down, and a
-share of 100 % sets the baseline to 0. Weights are integers, so the share set is
-the nearest one the integers allow; :meth:`Weights.set_share` returns it.
+need more than HAProxy's maximum weight (256) is the baseline scaled down.
+
+A share of 100 % gives the canary the maximum weight and leaves each baseline
+server at weight 1 (99.2 % with two baseline servers), not 0: HAProxy skips a
+DOWN server but never uses one at weight 0, so a canary that falls over while it
+carries everything would otherwise take the whole service down with it until
+the rollback restored the weights. Weights are integers, so the share set is the
+nearest one the integers allow; :meth:`Weights.set_share` returns it.
 
 "Restore" always means the weights in HAProxy's configuration (``get weight``
 answers "current (initial)"), not whatever a crashed run left behind.
@@ -55,8 +60,11 @@ def split(share: float, canary: Sequence[int], baseline: Sequence[int]) -> tuple
         return [0] * len(canary), list(baseline)
     base_total = sum(baseline)
     c_shape = [max(1, w) for w in canary]
-    if share == 1 or base_total == 0:
+    if base_total == 0:
         return c_shape, [0] * len(baseline)
+    if share == 1:
+        largest = max(c_shape)
+        return [max(1, round(MAX_WEIGHT * w / largest)) for w in c_shape], [1 if w else 0 for w in baseline]
     c_total = sum(c_shape)
     # canary total T with T / (T + base_total) = share
     wanted = share * base_total / (1 - share)
@@ -120,7 +128,14 @@ class Weights:
         return round(100 * achieved(c, b), 2)
 
     def canary_off(self) -> None:
-        """Canary weight 0 at once: the first thing any rollback does."""
+        """Canary weight 0 at once, the baseline at its configured weights: the first move of a rollback.
+
+        Baseline first: at a 100 % step the baseline is at weight 1, and a canary set to 0
+        before it is restored would leave the backend with (almost) nothing to route to.
+        """
+        init = self.initial
+        for server in self.baseline:
+            self.haproxy.set_weight(self.backend, server, init[server])
         for server in self.canary:
             self.haproxy.set_weight(self.backend, server, 0)
 

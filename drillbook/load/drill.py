@@ -253,6 +253,7 @@ class LoadRun(Drill):
         run.measure("server_window_s", round(server.window_s, 2) if server else None)
         run.measure("server_p50_ms", server.p50_ms if server else None)
         run.measure("users_max", gen.users_max)
+        run.measure("peak_in_flight", gen.peak_in_flight)
         run.measure("generator_cpu_mean_pct", gen.cpu_mean_pct)
         run.measure("generator_cpu_max_pct_by_process", gen.cpu_max_pct)
         run.measure("system_cpu_mean_pct", gen.system_cpu_mean_pct)

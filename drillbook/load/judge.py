@@ -66,6 +66,7 @@ class GeneratorFigures:
     cpu_max_pct: dict[str, float] = field(default_factory=dict)
     system_cpu_mean_pct: float | None = None
     users_max: int = 0
+    peak_in_flight: int = 0
     pool_capped: bool = False
     cpu_warning: bool = False
     late_pct: float = 0.0
@@ -169,6 +170,7 @@ def _generator(
         gen.start_late_ms_mean = round(float(pacer.get("start_late_ms_sum", 0.0)) / start_late, 2)
     gen.wake_late_ms_mean = float((records.get("wake") or {}).get("late_ms_mean", 0.0))
     gen.users_max = int(records.get("users_max", 0) or 0)
+    gen.peak_in_flight = int(records.get("peak_in_flight", 0) or 0)
     gen.pool_capped = bool(records.get("pool_capped"))
     gen.cpu_warning = bool(records.get("locust_cpu_warning"))
     gen.requests_per_task = float(records.get("per_task", 1.0) or 1.0)

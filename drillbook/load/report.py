@@ -100,7 +100,8 @@ def section(measurements: dict[str, Any], artefacts: list[str], notes: list[str]
     lines += [
         "### Generator",
         "",
-        f"- users: up to {_f(m.get('users_max'))} (pool sized by Little's law from rate x latency)",
+        f"- users: up to {_f(m.get('users_max'))}, at most {_f(m.get('peak_in_flight'))} of them "
+        "in flight at once (pool sized by Little's law: twice the tasks in flight, plus a margin)",
         f"- Locust CPU, mean over the steady phase: {cpu}; machine {_f(m.get('system_cpu_mean_pct'), ' %')}",
         f"- schedule: {_f(m.get('pacer_late_pct'), ' %')} of arrivals found no idle user, "
         f"{_f(m.get('pacer_dropped'))} dropped; {_f(m.get('start_late_pct'), ' %')} started more "

@@ -156,9 +156,12 @@ class Pacer:
     _s: float = 0.0
     #: Arrivals handed out whose task has not finished (waiting for their time, or running).
     outstanding: int = 0
-    #: Tasks running now, and the most seen at once since the last :meth:`take_peak`.
+    #: Tasks running now, the most seen at once, and their time-weighted sum, since the last take.
     running: int = 0
     peak_running: int = 0
+    _area: float = 0.0
+    _since: float | None = None
+    _changed: float | None = None
 
     def __post_init__(self) -> None:
         if self.arrivals not in ARRIVALS:
@@ -207,8 +210,16 @@ class Pacer:
                 self._s = caught_up
         return 0.0
 
+    def _account(self, now: float) -> None:
+        if self._changed is not None:
+            self._area += self.running * (now - self._changed)
+        else:
+            self._since = now
+        self._changed = now
+
     def started(self, now: float, due: float) -> None:
         """The task of an arrival due at ``due`` begins now."""
+        self._account(now)
         self.running += 1
         if self.running > self.peak_running:
             self.peak_running = self.running
@@ -221,34 +232,45 @@ class Pacer:
             if late * 1000 > stats.start_late_ms_max:
                 stats.start_late_ms_max = late * 1000
 
-    def finished(self, was_running: bool) -> None:
+    def finished(self, now: float, was_running: bool) -> None:
         """The task of a claimed arrival is over (``was_running``: :meth:`started` was told)."""
         if self.outstanding > 0:
             self.outstanding -= 1
         if was_running and self.running > 0:
+            self._account(now)
             self.running -= 1
 
-    def take_peak(self) -> int:
-        """The most tasks running at once since the last call (then restart from now)."""
-        peak, self.peak_running = self.peak_running, self.running
-        return peak
+    def take_in_flight(self, now: float) -> tuple[float, int]:
+        """Tasks in flight since the last call: (time-weighted mean, peak); then restart from now.
+
+        The mean is Little's L, what the pool is sized by; the peak is reported. A single
+        stall of the generator (a GC pause, a preempted process) releases a clump of late
+        arrivals at once: it makes a peak, but hardly moves the mean.
+        """
+        self._account(now)
+        since = self._since if self._since is not None else now
+        mean = self._area / (now - since) if now > since else float(self.running)
+        peak = self.peak_running
+        self._area, self._since, self.peak_running = 0.0, now, self.running
+        return mean, peak
 
 
 def pool_size(
     rate: float,
     latency_s: float,
     *,
-    peak_in_flight: int = 0,
+    in_flight: float = 0.0,
     utilisation: float = 0.5,
     minimum: int = 10,
 ) -> int:
     """Users needed to issue ``rate`` requests/s when each takes ``latency_s`` (Little's law).
 
-    ``rate x latency`` users are busy on average; dividing by ``utilisation`` keeps
-    the rest idle and ready for the next arrival, so random clumps of slow answers
-    do not delay the schedule. Never fewer than ``minimum`` nor than the peak seen in flight.
+    ``L = rate x latency`` users are busy on average (or ``in_flight``, L as observed,
+    when larger); dividing by ``utilisation`` keeps the rest idle and ready for the
+    next arrival, and ``3 x sqrt(L)`` more covers the random clumps of an arrival
+    process around its mean. Never fewer than ``minimum``.
     """
     if not 0 < utilisation <= 1:
         raise ValueError("utilisation must be in (0, 1]")
-    busy = max(rate * max(latency_s, 0.0), float(peak_in_flight))
-    return max(minimum, math.ceil(busy / utilisation))
+    busy = max(rate * max(latency_s, 0.0), float(in_flight))
+    return max(minimum, math.ceil(busy / utilisation + 3 * math.sqrt(busy)))

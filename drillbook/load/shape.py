@@ -81,6 +81,7 @@ class WorkerView:
 
     cpu_pct: float = 0.0
     cpu_max_pct: float = 0.0
+    in_flight: float = 0.0
     peak_in_flight: int = 0
     done: bool = False
 
@@ -119,6 +120,7 @@ class State:
     wake_late_max_ms: float = 0.0
     lag_mark: tuple[int, float] = (0, 0.0)
     growth_held: int = 0
+    peak_in_flight: int = 0
     final_sent: bool = False
     completed: bool = False
 
@@ -187,13 +189,13 @@ class State:
         if self.started_mono is None:
             self._start_clock()
         attrs = user.__dict__
+        now = time.monotonic()
         if attrs.get("_drillbook_claimed"):
-            pacer.finished(attrs.get("_drillbook_running", False))
+            pacer.finished(now, attrs.get("_drillbook_running", False))
             attrs["_drillbook_running"] = False
             self.tasks += 1
             if not self.tasks & 63:
                 pacer.observe(self.requests, self.tasks)
-        now = time.monotonic()
         delay = pacer.claim(now)
         if delay is None:
             attrs["_drillbook_claimed"] = False
@@ -228,7 +230,7 @@ class State:
         if self.pacer is not None:
             data["pacer"] = self.pacer.stats.to_dict()
             self.pacer.stats = PacerStats()
-            data["peak_in_flight"] = self.pacer.take_peak()
+            data["in_flight"], data["peak_in_flight"] = self.pacer.take_in_flight(time.monotonic())
             data["per_task"] = self.pacer.per_task
         data["cpu_pct"] = self.cpu()
         data["wake"] = [self.wakes, self.wake_late_ms_sum, self.wake_late_max_ms]
@@ -244,6 +246,7 @@ class State:
         view = self.worker_views.setdefault(worker, WorkerView())
         view.cpu_pct = float(data.get("cpu_pct", 0.0))
         view.cpu_max_pct = max(view.cpu_max_pct, view.cpu_pct)
+        view.in_flight = float(data.get("in_flight", 0.0))
         view.peak_in_flight = int(data.get("peak_in_flight", 0))
         view.done = view.done or bool(data.get("done"))
         wakes, late_sum, late_max = data.get("wake") or [0, 0.0, 0.0]
@@ -301,19 +304,22 @@ class State:
         """Little's law, and only ever growing (stopping users mid-run costs requests).
 
         Tasks in flight are counted directly (each paced task tells the pacer when it
-        starts and ends); the pool keeps twice the peak so half of it is idle for the
-        next arrival. The latency-based estimate (rate x mean latency) counts only while the
-        pool is at least half busy: otherwise a generator short of CPU would read its
+        starts and ends) and averaged over time, which is Little's L itself; the pool
+        keeps twice L plus a margin for random clumps, so about half of it is idle for
+        the next arrival. The latency-based estimate (rate x mean latency) counts only
+        while the pool is at least half busy: otherwise a generator short of CPU would read its
         own delays as service latency and feed them back into ever more users. For the
         same reason the pool does not grow while the event loop runs late (its 10 ms
         probe timer woke more than 5 ms late on average over the last second).
         """
         assert self.recorder is not None
         if self.role == "master":
+            in_flight = sum(v.in_flight for v in self.worker_views.values())
             peak = sum(v.peak_in_flight for v in self.worker_views.values())
         else:
             assert self.pacer is not None
-            peak = self.pacer.take_peak()
+            in_flight, peak = self.pacer.take_in_flight(time.monotonic())
+        self.peak_in_flight = max(self.peak_in_flight, peak)
         wakes, lag_sum = self.wakes, self.wake_late_ms_sum
         dw, dl = wakes - self.lag_mark[0], lag_sum - self.lag_mark[1]
         self.lag_mark = (wakes, lag_sum)
@@ -326,9 +332,9 @@ class State:
             self.growth_held += 1
             return self.target_users
         needed = pool_size(
-            self.rate, 0.0, peak_in_flight=peak, utilisation=UTILISATION, minimum=10 * self.workers
+            self.rate, 0.0, in_flight=in_flight, utilisation=UTILISATION, minimum=10 * self.workers
         )
-        if peak >= UTILISATION * self.target_users:
+        if in_flight >= UTILISATION * self.target_users:
             recent = [s for s in sorted(self.recorder.seconds) if s < int(t)][-3:]
             mean = self.recorder.window(recent).latency.mean_ms if recent else None
             if mean:
@@ -391,6 +397,7 @@ class State:
             "users_max": max((int(p["users"]) for p in self.timeline), default=int(runner.user_count)),
             "pool_capped": self.pool_capped,
             "pool_growth_held": self.growth_held,
+            "peak_in_flight": self.peak_in_flight,
             "cpu_max_pct": cpu_max,
             "locust_cpu_warning": bool(
                 getattr(runner, "cpu_warning_emitted", False)
