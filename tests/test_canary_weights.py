@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from drillbook.canary.watch import ServerWatch
-from drillbook.canary.weights import MAX_WEIGHT, Weights, achieved, split
+from drillbook.canary.weights import MAX_WEIGHT, Weights, achieved, load_ratio, split
 from drillbook.core.errors import ConfigError, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
 
@@ -34,6 +34,14 @@ def test_split_keeps_the_baseline_while_it_can() -> None:
     assert split(0.25, [0, 100], [100]) == ([1, 33], [100])  # a canary configured at 0 still counts
     with pytest.raises(ValueError):
         split(1.5, [100], [100])
+
+
+def test_load_ratio_per_server() -> None:
+    """Where a canary server takes more than a baseline server, latency is not comparable."""
+    ratios = {p: load_ratio(*split(p / 100, [100], [100, 100])) for p in (5, 25, 50, 100)}
+    assert ratios[5] == pytest.approx(0.11) and ratios[25] == pytest.approx(0.67)
+    assert ratios[50] == pytest.approx(2.0) and ratios[100] == 256
+    assert load_ratio([100], [0, 0]) == float("inf")
 
 
 class FakeHAProxy:

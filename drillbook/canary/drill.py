@@ -199,9 +199,18 @@ class CanaryDrill(_DeployDrill):
                 share = ops.weights.set_share(percent)
                 if index == 0:
                     self.first_step_at = time.monotonic()
-                run.note(f"canary share {share:g}% (asked {percent:g}%): analysing for {s.window_s:g}s")
+                ratio = ops.weights.load_ratio(percent)
+                run.note(
+                    f"canary share {share:g}% (asked {percent:g}%), {ratio:.2g}x a baseline server's load: "
+                    f"analysing for {s.window_s:g}s"
+                    + (
+                        ""
+                        if ratio <= s.latency_max_load_ratio
+                        else " (errors and readiness; latency not judged)"
+                    )
+                )
                 verdict, held_s = self._analyse(run, percent, reference)
-            self._record_step(run, percent, share, held_s, verdict)
+            self._record_step(run, percent, share, held_s, verdict, ratio)
             if verdict.decision == "breach":
                 run.check(
                     "canary analysis", "breach", "no breach", False, f"step {percent:g}%: {verdict.reason}"
@@ -267,6 +276,7 @@ class CanaryDrill(_DeployDrill):
         s = self.settings
         assert self.watch is not None
         source = self._source(run)
+        latency_fair = self.ops.weights.load_ratio(percent) <= s.latency_max_load_ratio
         try:
             source.begin()
             t0 = time.monotonic()
@@ -294,7 +304,7 @@ class CanaryDrill(_DeployDrill):
                     ready_detail=", ".join(down),
                     window_done=now - t0 >= s.window_s,
                     waited_out=now - t0 >= s.window_s + s.sample_wait_s,
-                    judge_latency=look.settled is not None and (percent < 100 or reference is None),
+                    judge_latency=look.settled is not None and latency_fair,
                     latency=look.settled,
                 )
                 if now - last_note >= 2.0 or verdict.decision != "continue":
@@ -312,11 +322,15 @@ class CanaryDrill(_DeployDrill):
         finally:
             source.close()
 
-    def _record_step(self, run: DrillRun, percent: float, share: float, held_s: float, a: Assessment) -> None:
+    def _record_step(
+        self, run: DrillRun, percent: float, share: float, held_s: float, a: Assessment, ratio: float
+    ) -> None:
         self.steps.append(
             {
                 "weight": percent,
                 "share_set_pct": share,
+                "load_ratio": round(ratio, 3) if ratio != float("inf") else None,
+                "latency_judged": ratio <= self.settings.latency_max_load_ratio,
                 "window_s": round(held_s, 2),
                 "decision": a.decision,
                 "reason": a.reason,

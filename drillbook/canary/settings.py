@@ -42,6 +42,9 @@ class CanarySettings(BaseModel):
     latency_ratio: float = Field(1.5, ge=1)
     #: ... and baseline + margin, to be a latency breach.
     latency_margin_ms: float = Field(100.0, ge=0)
+    #: Latency is judged only at steps where a canary server takes at most this many times the
+    #: requests of a baseline server: beyond, a p95 difference measures the load, not the release.
+    latency_max_load_ratio: float = Field(1.0, gt=0)
     #: Canary and baseline observations needed before latency is judged at all.
     latency_min_samples: int = Field(20, ge=1)
     #: Route prefixes left out of the analysis (probes and scrapes are not user traffic).

@@ -79,6 +79,13 @@ def split(share: float, canary: Sequence[int], baseline: Sequence[int]) -> tuple
     return c_weights, b_weights
 
 
+def load_ratio(canary: Sequence[int], baseline: Sequence[int]) -> float:
+    """Requests a canary server takes per request a baseline server takes (inf: baseline at 0)."""
+    c = sum(canary) / len(canary) if canary else 0.0
+    b = sum(baseline) / len(baseline) if baseline else 0.0
+    return c / b if b else float("inf")
+
+
 def achieved(canary: Sequence[int], baseline: Sequence[int]) -> float:
     total = sum(canary) + sum(baseline)
     return sum(canary) / total if total else 0.0
@@ -118,10 +125,19 @@ class Weights:
         """Servers whose weight is not the configured one (a run interrupted without its restore)."""
         return [w for w in self.all() if w.current != w.initial]
 
+    def plan(self, percent: float) -> tuple[list[int], list[int]]:
+        """The (canary, baseline) weights that give the canary ``percent`` % of the backend."""
+        init = self.initial
+        return split(percent / 100, [init[s] for s in self.canary], [init[s] for s in self.baseline])
+
+    def load_ratio(self, percent: float) -> float:
+        """How many requests a canary server takes per request of a baseline server at ``percent``."""
+        c, b = self.plan(percent)
+        return load_ratio(c, b)
+
     def set_share(self, percent: float) -> float:
         """Give the canary ``percent`` % of the backend; return the share actually set (percent)."""
-        init = self.initial
-        c, b = split(percent / 100, [init[s] for s in self.canary], [init[s] for s in self.baseline])
+        c, b = self.plan(percent)
         pairs = list(zip(self.canary, c, strict=True)) + list(zip(self.baseline, b, strict=True))
         for server, weight in pairs:
             self.haproxy.set_weight(self.backend, server, weight)
