@@ -29,36 +29,27 @@ from drillbook.core import pgdata
 from drillbook.core.console import Progress, out
 from drillbook.core.errors import ConfigError
 from drillbook.core.lock import inventory_lock
-from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-@task(help=helps())
-def run(
-    c: Context,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+@drill_task()
+def run(c: Context, *, opts: CommonOptions) -> None:
     """Back up PostgreSQL and Redis into the repository (runbooks/restore-from-backup.md).
 
     The manifest (server version, size, WAL LSN, per-table rows and checksums,
     SHA-256 of every file) is written last: an interrupted backup never lists.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
-        run_drill(
-            BackupRun(load_settings(inv)), inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet
-        )
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
+        run_drill(BackupRun(load_settings(inv)), inv, opts)
 
 
 @task(
     name="list",
     help={
-        "inventory": INVENTORY_HELP,
+        "inventory": COMMON_HELP["inventory"],
         "json": "Print JSON (id, started_at, bytes, verified_at, last_drill, ...) instead of a table.",
         "all": "Also show incomplete backups (no manifest yet: running or interrupted).",
         "debug": "Show tracebacks.",
@@ -109,15 +100,15 @@ def list_(
             out.print("no backups yet: run `inv backup.run`")
 
 
-@task(
-    help=helps(
-        id="Backup id to restore (default: the newest complete backup).",
-        scratch="Where to restore: db (a scratch database on the restore server, default) or "
+@drill_task(
+    help={
+        "id": "Backup id to restore (default: the newest complete backup).",
+        "scratch": "Where to restore: db (a scratch database on the restore server, default) or "
         "cluster (a throwaway cluster on this machine: initdb, restore, remove).",
-        scratch_name="Name of the scratch database (default: <backup_scratch_prefix>_<id>_<pid>).",
-        boot_app="Also start one instance of the service on the restored database and "
+        "scratch_name": "Name of the scratch database (default: <backup_scratch_prefix>_<id>_<pid>).",
+        "boot_app": "Also start one instance of the service on the restored database and "
         "count RTO until its /health/ready answers 200.",
-    )
+    }
 )
 def restore_test(
     c: Context,
@@ -125,11 +116,8 @@ def restore_test(
     scratch: str = "db",
     scratch_name: str | None = None,
     boot_app: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Prove the newest backup restores, intact, within the RTO (runbooks/restore-from-backup.md).
 
@@ -138,12 +126,12 @@ def restore_test(
     backup_verify_queries, measures the RPO from the newest sentinel row and
     the total time against backup_rto_s; then drops the scratch database.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         drill = RestoreTest(
             load_settings(inv), backup_id=id_, scratch=scratch, scratch_name=scratch_name, boot_app=boot_app
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)
 
 
 @task(
@@ -151,7 +139,7 @@ def restore_test(
         "into": "Name of the new database to restore into (an existing one is refused).",
         "id": "Backup id to restore (default: the newest complete backup).",
         "no_verify": "Skip the per-table row count and checksum comparison after pg_restore.",
-        "inventory": INVENTORY_HELP,
+        "inventory": COMMON_HELP["inventory"],
         "debug": "Show tracebacks.",
     }
 )
@@ -200,7 +188,7 @@ def restore(
         "keep_last": "Keep the N newest backups (default: backup_keep_last).",
         "keep_daily": "Keep the newest backup of each of the D latest days (default: backup_keep_daily).",
         "json": "Print the decisions as JSON.",
-        "inventory": INVENTORY_HELP,
+        "inventory": COMMON_HELP["inventory"],
         "debug": "Show tracebacks.",
     }
 )

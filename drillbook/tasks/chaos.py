@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from drillbook.chaos import DRILLS, Recover, build_plan, format_plan
 from drillbook.chaos.plan import Fault, load_settings
 from drillbook.core.console import out
 from drillbook.core.errors import ConfigError
-from drillbook.tasks._cli import cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 FAULT_HELP = {
     "duration": "Seconds to hold the fault before restoring (default: chaos_duration_s from the inventory).",
@@ -39,14 +38,10 @@ def _fault(
     dry_run: bool,
     allow_production: bool,
     instance: str | None,
-    inventory: str | None,
-    report_dir: str | None,
-    junit: str | None,
-    debug: bool,
-    quiet: bool,
+    opts: CommonOptions,
 ) -> None:
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         duration_s = _number("duration", duration, minimum=0.1)
         traffic_rps = _number("traffic", traffic)
         if dry_run:
@@ -69,21 +64,18 @@ def _fault(
             instance=instance,
             allow_production=allow_production,
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)
 
 
-@task(help=helps(**FAULT_HELP))
+@drill_task(help=FAULT_HELP)
 def kill_db(
     c: Context,
     duration: str | None = None,
     traffic: str | None = None,
     dry_run: bool = False,
     allow_production: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """SIGKILL PostgreSQL: readiness must flip to 503 within the limit, recover, lose nothing.
 
@@ -97,26 +89,19 @@ def kill_db(
         dry_run=dry_run,
         allow_production=allow_production,
         instance=None,
-        inventory=inventory,
-        report_dir=report_dir,
-        junit=junit,
-        debug=debug,
-        quiet=quiet,
+        opts=opts,
     )
 
 
-@task(help=helps(**FAULT_HELP))
+@drill_task(help=FAULT_HELP)
 def kill_redis(
     c: Context,
     duration: str | None = None,
     traffic: str | None = None,
     dry_run: bool = False,
     allow_production: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """SIGKILL Redis: the service must degrade gracefully (ready, no errors) and get its cache back.
 
@@ -130,15 +115,13 @@ def kill_redis(
         dry_run=dry_run,
         allow_production=allow_production,
         instance=None,
-        inventory=inventory,
-        report_dir=report_dir,
-        junit=junit,
-        debug=debug,
-        quiet=quiet,
+        opts=opts,
     )
 
 
-@task(help=helps(instance="Which app instance to kill: 1-based index or name (default: 1).", **FAULT_HELP))
+@drill_task(
+    help={"instance": "Which app instance to kill: 1-based index or name (default: 1).", **FAULT_HELP}
+)
 def kill_app(
     c: Context,
     instance: str | None = None,
@@ -146,11 +129,8 @@ def kill_app(
     traffic: str | None = None,
     dry_run: bool = False,
     allow_production: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """SIGKILL one app instance: HAProxy must route around it and take it back after the restart.
 
@@ -164,30 +144,17 @@ def kill_app(
         dry_run=dry_run,
         allow_production=allow_production,
         instance=instance,
-        inventory=inventory,
-        report_dir=report_dir,
-        junit=junit,
-        debug=debug,
-        quiet=quiet,
+        opts=opts,
     )
 
 
-@task(help=helps())
-def recover(
-    c: Context,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+@drill_task()
+def recover(c: Context, *, opts: CommonOptions) -> None:
     """Start every service a chaos drill may have stopped (after a killed drill); idempotent.
 
     Runbook: runbooks/db-outage.md (and runbooks/redis-outage.md). Starts PostgreSQL,
     Redis and every app instance unless running, then waits until all is healthy.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
-        run_drill(
-            Recover.for_inventory(inv), inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet
-        )
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
+        run_drill(Recover.for_inventory(inv), inv, opts)

@@ -6,34 +6,23 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from drillbook.core.paths import default_report_root
 from drillbook.demo import print_results, print_scorecard, run_demo
-from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, open_inventory
+from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory
 
 
-@task(
+@drill_task(
     default=True,
-    help={
-        "inventory": INVENTORY_HELP,
-        "report_dir": "Where reports go (default: $DRILLBOOK_REPORT_DIR, else reports/).",
-        "debug": "Show tracebacks instead of one-line errors.",
-        "quiet": "Only print verdicts, not progress.",
-    },
+    common=("inventory", "report_dir", "debug", "quiet"),
+    help={"quiet": "Only print verdicts, not progress."},
 )
-def demo(
-    c: Context,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+def demo(c: Context, *, opts: CommonOptions) -> None:
     """Bring up the lab, run every drill once and print the scorecard with report paths."""
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
-        root = Path(report_dir) if report_dir else default_report_root()
-        results = run_demo(inv, root, quiet=quiet)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
+        root = Path(opts.report_dir) if opts.report_dir else default_report_root()
+        results = run_demo(inv, root, quiet=opts.quiet)
         print_results(results)
         print_scorecard(inv, root)
         if not all(r.as_expected for r in results):

@@ -17,18 +17,18 @@ from drillbook.canary.state import Fleet
 from drillbook.canary.status import fleet_status
 from drillbook.core.console import err, out
 from drillbook.core.errors import ConfigError
-from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 
-@task(
-    help=helps(
-        version="Release to canary, e.g. 2.0.0 (its artifact must exist: inv lab.release --version V).",
-        traffic="Background requests/s the drill sends through the load balancer "
+@drill_task(
+    help={
+        "version": "Release to canary, e.g. 2.0.0 (its artifact must exist: inv lab.release --version V).",
+        "traffic": "Background requests/s the drill sends through the load balancer "
         "(default canary_traffic_rps; 0 relies on real traffic).",
-        pause_before_promote="Stop once the analysis passed; inv deploy.promote continues.",
-        window="Seconds each step is analysed (default canary_window_s).",
-        steps="Comma-separated canary shares in percent, e.g. 5,25,50,100 (default canary_steps).",
-    )
+        "pause_before_promote": "Stop once the analysis passed; inv deploy.promote continues.",
+        "window": "Seconds each step is analysed (default canary_window_s).",
+        "steps": "Comma-separated canary shares in percent, e.g. 5,25,50,100 (default canary_steps).",
+    }
 )
 def canary(
     c: Context,
@@ -37,11 +37,8 @@ def canary(
     pause_before_promote: bool = False,
     window: str | None = None,
     steps: str | None = None,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Canary a release: shift traffic in steps, judge it, promote or roll back (runbooks/canary-rollback.md).
 
@@ -50,72 +47,43 @@ def canary(
     baseline's over the same window. A breach rolls back at once (verdict fail, exit 1);
     a pass promotes to every host in rolling batches (or pauses with --pause-before-promote).
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         drill = canary_drill.CanaryDrill(
             canary_drill.load_settings(inv, window_s=_number("--window", window), steps=steps),
             version,
             traffic_rps=_number("--traffic", traffic),
             pause_before_promote=pause_before_promote,
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)
 
 
-@task(help=helps())
-def promote(
-    c: Context,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+@drill_task()
+def promote(c: Context, *, opts: CommonOptions) -> None:
     """Promote the paused canary to every host in rolling batches (runbooks/canary-rollback.md).
 
     Only after inv deploy.canary --pause-before-promote passed its analysis; refuses otherwise.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
-        run_drill(
-            canary_drill.PromoteDrill(canary_drill.load_settings(inv)),
-            inv,
-            report_dir=report_dir,
-            junit=junit,
-            debug=debug,
-            quiet=quiet,
-        )
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
+        run_drill(canary_drill.PromoteDrill(canary_drill.load_settings(inv)), inv, opts)
 
 
-@task(help=helps(to="Release to go back to (default: the one before the last rollout)."))
-def rollback(
-    c: Context,
-    to: str | None = None,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+@drill_task(help={"to": "Release to go back to (default: the one before the last rollout)."})
+def rollback(c: Context, to: str | None = None, *, opts: CommonOptions) -> None:
     """Incident fast path: canary weight 0, previous release everywhere (runbooks/canary-rollback.md).
 
     No analysis: canary weight 0 first, then the previous release on every instance that
     runs something else, readiness verified, weights restored. Budget: canary_rollback_budget_s.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
-        run_drill(
-            canary_drill.RollbackDrill(canary_drill.load_settings(inv), to_version=to),
-            inv,
-            report_dir=report_dir,
-            junit=junit,
-            debug=debug,
-            quiet=quiet,
-        )
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
+        run_drill(canary_drill.RollbackDrill(canary_drill.load_settings(inv), to_version=to), inv, opts)
 
 
 @task(
     help={
-        "inventory": INVENTORY_HELP,
+        "inventory": COMMON_HELP["inventory"],
         "json": "Print machine-readable JSON.",
         "links": "Also read each host's current/previous release links (runs a playbook: slower).",
         "debug": "Show tracebacks.",

@@ -11,19 +11,19 @@ from rich.markdown import Markdown
 from drillbook.core.console import out
 from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
-from drillbook.tasks._cli import cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 
-@task(
-    help=helps(
-        rps="Expected peak rate R in requests/s (default: load_rps from the inventory).",
-        headroom="Fraction above the peak to hold: target = R x (1 + headroom) (default: load_headroom).",
-        duration="Whole run including the ramp, e.g. 60s, 2m, 1m30s (default: load_duration).",
-        ramp="Linear ramp from 0 to the target at the start, e.g. 10s (default: load_ramp).",
-        processes="Locust processes on this machine (Locust's --processes; default: load_processes).",
-        locustfile="Your own locustfile (default: load_locustfile, loadtests/locustfile.py).",
-        local="Run Locust only here even when the inventory has a loadgen group.",
-    )
+@drill_task(
+    help={
+        "rps": "Expected peak rate R in requests/s (default: load_rps from the inventory).",
+        "headroom": "Fraction above the peak to hold: target = R x (1 + headroom) (default: load_headroom).",
+        "duration": "Whole run including the ramp, e.g. 60s, 2m, 1m30s (default: load_duration).",
+        "ramp": "Linear ramp from 0 to the target at the start, e.g. 10s (default: load_ramp).",
+        "processes": "Locust processes on this machine (Locust's --processes; default: load_processes).",
+        "locustfile": "Your own locustfile (default: load_locustfile, loadtests/locustfile.py).",
+        "local": "Run Locust only here even when the inventory has a loadgen group.",
+    }
 )
 def run(
     c: Context,
@@ -34,11 +34,8 @@ def run(
     processes: int | None = None,
     locustfile: str | None = None,
     local: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Hold peak x (1 + headroom) req/s with Locust; judge rate, p95/p99, errors (runbooks/load-test.md).
 
@@ -50,8 +47,8 @@ def run(
     """
     from drillbook.load import LoadRun, load_settings, make_plan
 
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
         plan = make_plan(
             inv,
@@ -64,7 +61,7 @@ def run(
             locustfile=locustfile,
             local=local,
         )
-        run_drill(LoadRun(settings, plan), inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(LoadRun(settings, plan), inv, opts)
 
 
 @task(

@@ -9,7 +9,7 @@ from invoke.tasks import task
 
 from drillbook.core.console import out
 from drillbook.migrate import Rehearse, Rollback, Up, load_settings, migration_status
-from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 _INI = "The release's alembic.ini (default: migrate_alembic_ini), e.g. of a release not deployed yet."
 _ALLOW_IRREVERSIBLE = "Go ahead although a revision on the way has no downgrade."
@@ -17,7 +17,7 @@ _ALLOW_IRREVERSIBLE = "Go ahead although a revision on the way has no downgrade.
 
 @task(
     help={
-        "inventory": INVENTORY_HELP,
+        "inventory": COMMON_HELP["inventory"],
         "ini": _INI,
         "database": "Another database on the same server (default: the service's).",
         "json": "Print JSON (current, head, pending[{revision, has_downgrade}], ...).",
@@ -45,15 +45,15 @@ def status(
                 out.print(line, markup=False)
 
 
-@task(
-    help=helps(
-        to="Target revision (default: head).",
-        from_="Start the rehearsal at this revision (default: the database's own); the copy is "
+@drill_task(
+    help={
+        "to": "Target revision (default: head).",
+        "from_": "Start the rehearsal at this revision (default: the database's own); the copy is "
         "migrated there first.",
-        ini=_INI,
-        source="Copy of the data: auto (newest backup, else pg_dump), backup or dump.",
-        allow_irreversible="Rehearse the upgrade only when a revision has no downgrade.",
-    )
+        "ini": _INI,
+        "source": "Copy of the data: auto (newest backup, else pg_dump), backup or dump.",
+        "allow_irreversible": "Rehearse the upgrade only when a revision has no downgrade.",
+    }
 )
 def rehearse(
     c: Context,
@@ -62,11 +62,8 @@ def rehearse(
     ini: str | None = None,
     source: str | None = None,
     allow_irreversible: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Rehearse on a scratch copy: up to REV, checks, back down, compare schema+data, up again.
 
@@ -74,8 +71,8 @@ def rehearse(
     downgrade); reports each step's duration and the longest write-blocking lock.
     The scratch database is dropped afterwards. Runbook: runbooks/migration-rollback.md.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         if source not in (None, "auto", "backup", "dump"):
             from drillbook.core.errors import ConfigError
 
@@ -88,18 +85,18 @@ def rehearse(
             allow_irreversible=allow_irreversible,
             source=source,  # type: ignore[arg-type]
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)
 
 
-_CHANGE_HELP = helps(
-    ini=_INI,
-    allow_restore_source="Production only: allow restoring the pre-migration backup into the "
+_CHANGE_HELP = {
+    "ini": _INI,
+    "allow_restore_source": "Production only: allow restoring the pre-migration backup into the "
     "source database when the automatic undo fails.",
-    no_backup="Skip the pre-migration backup (refused in production).",
-)
+    "no_backup": "Skip the pre-migration backup (refused in production).",
+}
 
 
-@task(
+@drill_task(
     help={**_CHANGE_HELP, "to": "Target revision (default: head).", "allow_irreversible": _ALLOW_IRREVERSIBLE}
 )
 def up(
@@ -109,11 +106,8 @@ def up(
     allow_irreversible: bool = False,
     allow_restore_source: bool = False,
     no_backup: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Upgrade the database: backup, upgrade, post-checks, automatic rollback on failure.
 
@@ -121,8 +115,8 @@ def up(
     migrate_sql_assertions. A failed undo restores the pre-migration backup.
     Runbook: runbooks/migration-rollback.md.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         drill = Up(
             load_settings(inv),
             to=to,
@@ -131,28 +125,25 @@ def up(
             allow_restore_source=allow_restore_source,
             backup=False if no_backup else None,
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)
 
 
-@task(help={**_CHANGE_HELP, "to": "Target revision (default: one revision back)."})
+@drill_task(help={**_CHANGE_HELP, "to": "Target revision (default: one revision back)."})
 def rollback(
     c: Context,
     to: str | None = None,
     ini: str | None = None,
     allow_restore_source: bool = False,
     no_backup: bool = False,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Deliberately downgrade the database, with the same backup, checks and automatic undo as up.
 
     Refuses revisions without a downgrade. Runbook: runbooks/migration-rollback.md.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         drill = Rollback(
             load_settings(inv),
             to=to,
@@ -160,4 +151,4 @@ def rollback(
             allow_restore_source=allow_restore_source,
             backup=False if no_backup else None,
         )
-        run_drill(drill, inv, report_dir=report_dir, junit=junit, debug=debug, quiet=quiet)
+        run_drill(drill, inv, opts)

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from drillbook.smoke import Smoke
-from drillbook.tasks._cli import cli_errors, helps, open_inventory, run_drill
+from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 
-@task(default=True, help=helps())
-def smoke(
-    c: Context,
-    inventory: str | None = None,
-    report_dir: str | None = None,
-    junit: str | None = None,
-    debug: bool = False,
-    quiet: bool = False,
-) -> None:
+@drill_task(default=True)
+def smoke(c: Context, *, opts: CommonOptions) -> None:
     """Smoke-test the service: probes, a DB round trip and an items CRUD cycle.
 
     Runbook: runbooks/release-readiness.md
     """
-    with cli_errors(debug):
-        run_drill(
-            Smoke(), open_inventory(inventory), report_dir=report_dir, junit=junit, debug=debug, quiet=quiet
-        )
+    with cli_errors(opts.debug):
+        run_drill(Smoke(), open_inventory(opts.inventory), opts)
