@@ -41,7 +41,7 @@ log = logging.getLogger("locustfile")
 
 
 class Known:
-    """Items this process created: id -> every value it was given.
+    """Items this process created (deleted ones too): id -> every value it was given.
 
     Every value, not only the last: concurrent PUTs commit in any order, and a
     read racing a write (or a cache-aside refill racing an invalidation) may
@@ -51,16 +51,30 @@ class Known:
     def __init__(self) -> None:
         self.values: dict[int, set[str]] = {}
         self.deleted: set[int] = set()
+        # The ids again as a list, and each id's place in it: picking is O(1) however
+        # many items the run created (a list built per pick costs the generator more
+        # than the request once thousands exist).
+        self.ids: list[int] = []
+        self.place: dict[int, int] = {}
 
     def add(self, item_id: int, value: str) -> None:
+        if item_id not in self.values:
+            self.place[item_id] = len(self.ids)
+            self.ids.append(item_id)
         self.values.setdefault(item_id, set()).add(value)
 
     def pick(self) -> int | None:
-        return random.choice(list(self.values)) if self.values else None
+        return random.choice(self.ids) if self.ids else None
 
     def forget(self, item_id: int) -> None:
-        self.values.pop(item_id, None)
+        # Its values stay known: a read sent before the delete may still answer 200 after it.
         self.deleted.add(item_id)
+        index = self.place.pop(item_id, None)
+        if index is not None:  # swap the last id into the hole
+            last = self.ids.pop()
+            if last != item_id:
+                self.ids[index] = last
+                self.place[last] = index
 
     def plausible(self, item_id: int, value: Any) -> bool:
         return value in self.values.get(item_id, ())
@@ -181,7 +195,7 @@ class ServiceUser(FastHttpUser):
     @task(3)
     def delete_item(self) -> None:
         item_id = KNOWN.pick()
-        if item_id is None or len(KNOWN.values) < SEED_ITEMS // 2:
+        if item_id is None or len(KNOWN.ids) < SEED_ITEMS // 2:
             self.create_item()  # keep enough items to read
             return
         KNOWN.forget(item_id)  # before sending: reads from now on expect 404

@@ -415,7 +415,7 @@ def test_metrics_count_requests_by_route_template(app1: httpx.Client) -> None:
         before, "refservice_cache_hits_total"
     )
     assert hits >= 2  # the first read may fill the cache, the next ones hit it
-    assert f"/items/{item['id']}\"" not in after  # raw paths never become labels
+    assert f'/items/{item["id"]}"' not in after  # raw paths never become labels
     app1.delete(f"/items/{item['id']}")
 
 

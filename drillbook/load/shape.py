@@ -57,6 +57,8 @@ DEFAULT_LATENCY_MS = 20.0
 LAG_PROBE_S = 0.01
 #: Mean event-loop lag (ms) over the last second above which the pool is not grown.
 LAG_NO_GROWTH_MS = 5.0
+#: A generating process's CPU (% of one core, over the last second) above which the pool is not grown.
+CPU_NO_GROWTH_PCT = 90.0
 
 
 def add_arguments(parser: Any) -> None:
@@ -282,14 +284,15 @@ class State:
             self.stopped_at_s = t
             self.completed = True
             return None
-        users = self._pool(t)
+        cpu = self._cpu_now()
+        users = self._pool(t, max(cpu.values(), default=0.0))
         self.timeline.append(
             {
                 "t": round(t, 3),
                 "users": int(runner.user_count),
                 "target_users": users,
                 "rate": round(ArrivalPlan(self.rate, self.ramp_s, self.duration_s).rate_at(t), 3),
-                "cpu_pct": self._cpu_now(),
+                "cpu_pct": cpu,
             }
         )
         # A constant spawn rate keeps the tick unchanged (Locust then does nothing) until the pool grows.
@@ -300,7 +303,7 @@ class State:
         users = pool_size(self.rate, latency / 1000, utilisation=UTILISATION, minimum=10 * self.workers)
         return min(self.max_users, users)
 
-    def _pool(self, t: float) -> int:
+    def _pool(self, t: float, cpu_pct: float) -> int:
         """Little's law, and only ever growing (stopping users mid-run costs requests).
 
         Tasks in flight are counted directly (each paced task tells the pacer when it
@@ -310,7 +313,11 @@ class State:
         while the pool is at least half busy: otherwise a generator short of CPU would read its
         own delays as service latency and feed them back into ever more users. For the
         same reason the pool does not grow while the event loop runs late (its 10 ms
-        probe timer woke more than 5 ms late on average over the last second).
+        probe timer woke more than 5 ms late on average over the last second) or while a
+        generating process used more than 90 % of a core over the last second (``cpu_pct``,
+        the busiest one): with the CPU spent, users cannot be served sooner, and every one
+        added costs memory and scheduling (unbounded, the pool grew to over a thousand users
+        at a rate one process could not carry, and held less than with fifty).
         """
         assert self.recorder is not None
         if self.role == "master":
@@ -323,7 +330,7 @@ class State:
         wakes, lag_sum = self.wakes, self.wake_late_ms_sum
         dw, dl = wakes - self.lag_mark[0], lag_sum - self.lag_mark[1]
         self.lag_mark = (wakes, lag_sum)
-        if dw > 0 and dl / dw > LAG_NO_GROWTH_MS:
+        if (dw > 0 and dl / dw > LAG_NO_GROWTH_MS) or cpu_pct > CPU_NO_GROWTH_PCT:
             # The generator itself is short of CPU. More users would only cost more of it:
             # a starved loop also leaves finished responses unread, so even the exact count
             # of tasks in flight grows with its own delay, and growing the pool on it spawned
