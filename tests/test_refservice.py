@@ -22,6 +22,8 @@ import psycopg
 import pytest
 import redis
 
+from drillbook.core.haproxy import HAProxy
+
 pytestmark = pytest.mark.lab
 
 SECURITY_HEADERS = {
@@ -110,8 +112,13 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def wait_until_healthy(lab: dict[str, Any], timeout_s: float = 10.0) -> None:
-    """Every instance ready and not degraded (the state tests must leave behind)."""
+def wait_until_healthy(lab: dict[str, Any], timeout_s: float = 15.0) -> None:
+    """Every instance ready and not degraded, and back in HAProxy (the state tests must leave behind).
+
+    HAProxy puts a server back only after its own checks passed ``rise`` times, a
+    second or more after the instance itself answers ready again: a test that starts
+    in between gets "503 no server is available" from the load balancer.
+    """
     deadline = time.monotonic() + timeout_s
     pending = list(lab["app_instances"])
     while pending and time.monotonic() < deadline:
@@ -124,6 +131,14 @@ def wait_until_healthy(lab: dict[str, Any], timeout_s: float = 10.0) -> None:
                 pending.remove(url)
         time.sleep(0.1)
     assert not pending, f"instances not healthy after {timeout_s}s: {pending}"
+    haproxy = HAProxy(lab["haproxy_socket"])
+    down: list[str] = []
+    while time.monotonic() < deadline:
+        down = [s.server for s in haproxy.stats() if not s.up]
+        if not down:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"servers not UP in HAProxy after {timeout_s}s: {down}")
 
 
 # -- health and identity ---------------------------------------------------------

@@ -33,7 +33,8 @@ def _pytest(c: Context, k: str | None = None, lab: bool = False) -> tuple[bool, 
         args += ["-m", "lab"]
     with c.cd(str(REPO_ROOT)):
         result = c.run(" ".join(args), pty=False, warn=True)
-    lines = [line for line in (result.stdout if result else "").splitlines() if line.strip()]
+    # A failed Result is falsy (Invoke), so test for None: its output is wanted most then.
+    lines = [line for line in (result.stdout if result is not None else "").splitlines() if line.strip()]
     return (result is not None and not result.exited), (lines[-1] if lines else "")
 
 
