@@ -20,6 +20,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from drillbook.core.inventory import Topology
+from drillbook.core.items_api import cursor_after
 
 EVIL_ORIGIN = "https://audit-origin.drillbook.invalid"
 
@@ -207,7 +208,8 @@ def pagination_stable(client: httpx.Client, topo: Topology, s: HttpAuditSettings
         deadline = time.monotonic() + s.timeout_s
         while len(inserted) < 3 and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)  # page while inserts are really happening
-        cursor, pages = None, 0
+        cursor: str | None = cursor_after(min(created) - 1) if created else None
+        pages = 0
         while pages < 10_000:
             params: dict[str, str | int] = {"limit": 5}
             if cursor:
