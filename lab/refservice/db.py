@@ -5,6 +5,11 @@ Two behaviours here exist because drills measure them:
 * Readiness must answer within a second when PostgreSQL dies or hangs, so
   probes run under timing.bounded (a hard timeout that does not wait for
   psycopg to finish cancelling).
+* While PostgreSQL is down, requests must fail fast (503 in milliseconds), not
+  queue: once the pool has failed, a request waits at most SUSPECT_WAIT_S for a
+  connection instead of the pool's timeout. Otherwise, with every pooled
+  connection lost, requests wait the full 2 s for one that cannot come, and a
+  chaos drill sees the outage's p95 at 2 s in about one run in ten.
 * After an outage the service must recover as soon as PostgreSQL does. The
   pool re-creates lost connections with exponential backoff (up to a minute
   apart), so after a long outage it can lag behind a database that is already
@@ -53,6 +58,8 @@ class Database:
 
     WATCHDOG_INTERVAL_S = 0.5
     MIN_RESET_INTERVAL_S = 1.0
+    #: Longest wait for a pooled connection while the pool is failing (see the module docstring).
+    SUSPECT_WAIT_S = 0.2
 
     def __init__(self, dsn: str, instance: str, min_size: int, max_size: int, timeout_s: float) -> None:
         self.dsn = dsn
@@ -153,13 +160,14 @@ class Database:
         """Borrow a connection; a request caught waiting on a replaced pool moves to the new one."""
         pool = self._pool
         assert pool is not None, "Database.open() was not called"
+        wait_s = self.SUSPECT_WAIT_S if self._suspect else None  # None: the pool's own timeout
         try:
-            conn = await pool.getconn()
+            conn = await pool.getconn(timeout=wait_s)
         except PoolClosed:
             if self._pool is pool or self._pool is None:
                 raise
             pool = self._pool
-            conn = await pool.getconn()
+            conn = await pool.getconn(timeout=wait_s)
         try:
             async with conn:  # commit or roll back, as pool.connection() would
                 yield conn
