@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
 from invoke.tasks import Task
 
 from drillbook.core.console import err
 from drillbook.core.drill import Drill, DrillContext, execute, print_summary
-from drillbook.core.errors import DrillbookError
+from drillbook.core.errors import ConfigError, DrillbookError
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
@@ -95,6 +95,33 @@ def drill_task(
         return DrillTask(body, common=common, help=helps(common, **(help or {})), **task_kwargs)
 
     return decorate
+
+
+N = TypeVar("N", int, float)
+
+
+def _option(
+    option: str, value: str | None, convert: Callable[[str], N], what: str, minimum: float | None
+) -> N | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = convert(value)
+    except ValueError:
+        raise ConfigError(f"--{option} must be {what}, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"--{option} must be >= {minimum:g}, got {value}")
+    return number
+
+
+def float_option(option: str, value: str | None, *, minimum: float | None = None) -> float | None:
+    """An optional numeric option: Invoke hands options without a typed default over as strings."""
+    return _option(option, value, float, "a number", minimum)
+
+
+def int_option(option: str, value: str | None, *, minimum: int | None = None) -> int | None:
+    """An optional whole-number option (see float_option)."""
+    return _option(option, value, int, "a whole number", minimum)
 
 
 @contextmanager

@@ -29,7 +29,15 @@ from drillbook.core import pgdata
 from drillbook.core.console import Progress, out
 from drillbook.core.errors import ConfigError
 from drillbook.core.lock import inventory_lock
-from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
+from drillbook.tasks._cli import (
+    COMMON_HELP,
+    CommonOptions,
+    cli_errors,
+    drill_task,
+    int_option,
+    open_inventory,
+    run_drill,
+)
 
 DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -205,8 +213,8 @@ def prune(
     with cli_errors(debug):
         inv = open_inventory(inventory)
         settings = load_settings(inv)
-        last = _count("keep-last", keep_last, minimum=1)
-        daily = _count("keep-daily", keep_daily, minimum=0)
+        last = int_option("keep-last", keep_last, minimum=1)
+        daily = int_option("keep-daily", keep_daily, minimum=0)
         repo = open_repository(settings)
         repo.check()
         with inventory_lock(inv.lock_scope, "backup.prune", inv.name):
@@ -228,19 +236,6 @@ def prune(
             out.print(f"{mark} {d.id}  ({', '.join(d.reasons)})")
         gone = sum(1 for d in decisions if not d.keep)
         out.print(f"{len(decisions) - gone} kept, {gone} {verb}" + (" (dry run)" if dry_run else ""))
-
-
-def _count(option: str, value: str | None, *, minimum: int) -> int | None:
-    """An optional integer option (Invoke passes options without a typed default as strings)."""
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"--{option} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"--{option} must be >= {minimum}, got {number}")
-    return number
 
 
 def _size(n: int) -> str:

@@ -7,8 +7,14 @@ from invoke.context import Context
 from drillbook.chaos import DRILLS, Recover, build_plan, format_plan
 from drillbook.chaos.plan import Fault, load_settings
 from drillbook.core.console import out
-from drillbook.core.errors import ConfigError
-from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
+from drillbook.tasks._cli import (
+    CommonOptions,
+    cli_errors,
+    drill_task,
+    float_option,
+    open_inventory,
+    run_drill,
+)
 
 FAULT_HELP = {
     "duration": "Seconds to hold the fault before restoring (default: chaos_duration_s from the inventory).",
@@ -16,18 +22,6 @@ FAULT_HELP = {
     "dry_run": "Print the plan (hosts, processes, probes, thresholds) and do nothing.",
     "allow_production": "Run even though the inventory's environment is production.",
 }
-
-
-def _number(option: str, value: str | None, *, minimum: float = 0.0) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"--{option} must be a number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"--{option} must be >= {minimum:g}, got {value}")
-    return number
 
 
 def _fault(
@@ -42,8 +36,8 @@ def _fault(
 ) -> None:
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
-        duration_s = _number("duration", duration, minimum=0.1)
-        traffic_rps = _number("traffic", traffic)
+        duration_s = float_option("duration", duration, minimum=0.1)
+        traffic_rps = float_option("traffic", traffic, minimum=0)
         if dry_run:
             settings = load_settings(inv)
             plan = build_plan(inv, fault, settings, instance=instance)

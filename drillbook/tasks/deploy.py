@@ -16,8 +16,15 @@ from drillbook.canary import drill as canary_drill
 from drillbook.canary.state import Fleet
 from drillbook.canary.status import fleet_status
 from drillbook.core.console import err, out
-from drillbook.core.errors import ConfigError
-from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
+from drillbook.tasks._cli import (
+    COMMON_HELP,
+    CommonOptions,
+    cli_errors,
+    drill_task,
+    float_option,
+    open_inventory,
+    run_drill,
+)
 
 
 @drill_task(
@@ -50,9 +57,9 @@ def canary(
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = canary_drill.CanaryDrill(
-            canary_drill.load_settings(inv, window_s=_number("--window", window), steps=steps),
+            canary_drill.load_settings(inv, window_s=float_option("window", window, minimum=0), steps=steps),
             version,
-            traffic_rps=_number("--traffic", traffic),
+            traffic_rps=float_option("traffic", traffic, minimum=0),
             pause_before_promote=pause_before_promote,
         )
         run_drill(drill, inv, opts)
@@ -106,16 +113,6 @@ def status(
             _print(fleet)
         if not fleet.steady or (fleet.rollout is not None and fleet.rollout.unfinished):
             raise Exit(code=1)
-
-
-def _number(option: str, value: str | None) -> float | None:
-    """Invoke hands untyped options over as strings: a number, or one clear line."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{option}: expected a number, got {value!r}") from None
 
 
 def _print(fleet: Fleet) -> None:
