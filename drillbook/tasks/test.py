@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ def _pytest(c: Context, k: str | None = None, lab: bool = False) -> tuple[bool, 
     """Run pytest; return (passed, its closing summary line)."""
     args = [sys.executable, "-m", "pytest"]
     if k:
-        args += ["-k", repr(k)]
+        args += ["-k", shlex.quote(k)]
     if lab:
         args += ["-m", "lab"]
     with c.cd(str(REPO_ROOT)):
