@@ -45,7 +45,7 @@ from drillbook.backup.scratch_cluster import ScratchCluster, start_cluster
 from drillbook.backup.settings import BackupSettings, load_settings
 from drillbook.backup.take import Backup, check_source, source_dsn, take_backup
 from drillbook.core import pgdata
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError, DrillbookError
 
 RUNBOOK = "runbooks/restore-from-backup.md"
@@ -72,7 +72,7 @@ class RestoreThresholds(BaseModel):
     verify_queries: int
 
 
-class BackupRun(Drill):
+class BackupRun(LegacyDrill):
     """Take one backup and journal it (what ``inv backup.run`` runs)."""
 
     name = "backup.run"
@@ -128,7 +128,7 @@ class BackupRun(Drill):
         run.check_at_least("tables", len(b.manifest.tables), 1)
 
 
-class RestoreTest(Drill):
+class RestoreTest(LegacyDrill):
     """Restore a backup into a scratch database, prove it, time it, drop it (``inv backup.restore-test``)."""
 
     name = "backup.restore-test"

@@ -29,7 +29,7 @@ import time
 import httpx
 
 from drillbook.core.ansible import run_playbook
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError, DrillbookError, DrillInterrupted, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
 from drillbook.core.inventory import Inventory
@@ -62,7 +62,7 @@ def probe_target(url: str, count: int = PROBES, timeout_s: float = 3.0) -> float
     return statistics.median(times)
 
 
-class LoadRun(Drill):
+class LoadRun(LegacyDrill):
     """Locust at an arrival rate of peak x (1 + headroom), judged against the inventory's SLA."""
 
     name = "load.run"

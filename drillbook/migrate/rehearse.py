@@ -21,7 +21,7 @@ import os
 from typing import Literal
 
 from drillbook.core import pgdata
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError
 from drillbook.core.journal import utc_stamp
 from drillbook.migrate import checks, copies, data, revisions, schema
@@ -31,7 +31,7 @@ from drillbook.migrate.steps import Step, run_step
 from drillbook.migrate.target import Database, Migrations
 
 
-class Rehearse(Drill):
+class Rehearse(LegacyDrill):
     name = "migrate.rehearse"
     runbook = "runbooks/migration-rollback.md"
 

@@ -25,7 +25,7 @@ import time
 from typing import ClassVar
 
 from drillbook.core import interrupts
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError
 from drillbook.migrate import checks, data, revisions, safety
 from drillbook.migrate.checks import Outcome
@@ -37,7 +37,7 @@ from drillbook.migrate.target import Migrations
 DATA_WITNESS = "row counts, row checksums and column digests read from the database before and after"
 
 
-class _Change(Drill):
+class _Change(LegacyDrill):
     """What migrate.up and migrate.rollback share: backup, critical section, automatic undo."""
 
     runbook = "runbooks/migration-rollback.md"
