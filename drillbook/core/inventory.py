@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from drillbook.core.errors import ConfigError
-from drillbook.core.paths import ANSIBLE_CFG, default_inventory
+from drillbook.core.paths import ANSIBLE_CFG, default_inventory, export_project_root
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -301,5 +301,6 @@ class Inventory:
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Load ``path``, or ``$DRILLBOOK_INVENTORY``, or the lab."""
+    """Load ``path``, or ``$DRILLBOOK_INVENTORY``, or the lab; tell playbooks where the project is."""
+    export_project_root()
     return Inventory(Path(path) if path else default_inventory())
