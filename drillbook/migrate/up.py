@@ -153,6 +153,12 @@ class _Change(Drill):
                 )
         else:
             run.note("[yellow]no pre-migration backup (migrate_backup_before is off)[/yellow]")
+            if self.proof is not None:
+                self.proof.restore_hint = (
+                    "No pre-migration backup was taken (migrate_backup_before is off); the database the "
+                    "command did migrate is not one drillbook knows: restore it from its own backups "
+                    "(runbooks/restore-from-backup.md)"
+                )
         with interrupts.shielded():
             rolled_back = self._critical(run)
         signal_name = interrupts.requested()
