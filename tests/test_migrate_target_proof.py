@@ -158,6 +158,7 @@ def test_rehearse_with_a_command_that_ignores_the_dsn_stops_before_writing(
     settings = _thirdparty(inv, env={"THIRDPARTY_DATABASE_URL": live})
     before = _live_schema(live)
     journal = _run(Rehearse(settings, from_="0001", source="dump"), inv, tmp_path)
+    print(f"\n{journal.error}")
     assert journal.exit_code == 2 and journal.verdict == "error", journal.error
     assert journal.error and "ignores the database drillbook gives it" in journal.error
     assert "nothing was migrated" in journal.error and "\n" not in journal.error
@@ -174,6 +175,7 @@ def test_rehearse_stops_after_the_first_write_that_lands_on_the_source(
     """A command honest for `current` but not for writes: caught right after its first step, named."""
     settings = _thirdparty(inv, env={"THIRDPARTY_DATABASE_URL": live}, writes_only=True)
     journal = _run(Rehearse(settings, to="0004_note", ini=release, source="dump"), inv, tmp_path)
+    print(f"\n{journal.error}")
     assert journal.exit_code == 2 and journal.error, journal.error
     assert "migrated another database" in journal.error and "the source" in journal.error
     assert pgdata.describe(live) in journal.error and "lab-password" not in journal.error
@@ -219,6 +221,7 @@ def test_up_and_rollback_with_a_command_that_ignores_the_dsn_stop_before_writing
     )
     before, named_before = _live_schema(live), _live_schema(named_dsn)
     journal = _run(drill(settings, ini=release), named, tmp_path)
+    print(f"\n{journal.error}")
     assert journal.exit_code == 2 and journal.error, journal.error
     assert "ignores the database drillbook gives it" in journal.error, journal.error
     assert "probe database" in journal.error and "nothing was migrated" in journal.error
@@ -239,6 +242,7 @@ def test_up_stops_when_the_command_succeeds_but_the_named_database_did_not_move(
         backup_before=False,
     )
     journal = _run(Up(settings, ini=release), named, tmp_path)
+    print(f"\n{journal.error}")
     assert journal.exit_code == 2 and journal.error, journal.error
     assert "migrated another database" in journal.error and "is still at 0003" in journal.error
     assert "No pre-migration backup" in journal.error

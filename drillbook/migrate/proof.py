@@ -229,11 +229,13 @@ class Proof:
                 f"`{self._call(result)}` failed on {what} ({result.why()}); nothing was migrated"
             )
         if reported != marker:
-            whose = (
-                f" (the revision of {self.source.describe() if self.source else self.target.describe()})"
-                if reported == list(other)
-                else ""
-            )
+            whose = ""
+            if reported == list(other):
+                whose = (
+                    f" (the source {self.source.describe()}'s revision)"
+                    if self.source is not None
+                    else f" ({self.target.describe()}'s revision, not the probe's)"
+                )
             raise WrongDatabase(
                 f"the migration command ignores the database drillbook gives it: `{self._call(result)}` on "
                 f"{what} {marked.name}, marked {_rev(marker)}, reported {_rev(reported)}{whose}; "
