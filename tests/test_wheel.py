@@ -21,7 +21,7 @@ import pytest
 
 from drillbook.core.paths import REPO_ROOT
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def _files(root: Path) -> set[str]:
