@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, PositiveFloat
 from rich.console import Console
 from rich.table import Table
 
+from drillbook.core import settings as core_settings
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.timefmt import age, age_s
@@ -40,7 +41,7 @@ def load_settings(inventory: Inventory | str | Path | None) -> ReportSettings:
     if inventory is None:
         return ReportSettings()
     inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
-    return inv.settings(ReportSettings, prefix="report_")
+    return core_settings.load_settings(inv, ReportSettings, "report_")
 
 
 @dataclass
