@@ -399,7 +399,10 @@ def test_plot_is_a_png_with_real_content(tmp_path: Path) -> None:
 
 def _journal(fig: LoadFigures, tmp_path: Path) -> Journal:
     j = Journal(drill="load.run", inventory="inventory/lab", environment="lab", verdict="fail")
-    j.checks = [Check("p95_ms", 80.0, "<= 50", False)]
+    j.checks = [
+        Check("p95_ms", 80.0, "<= 50", False),  # a journal from before declared checks
+        Check("p99_ms", 90.0, 60.0, False, op="<=", limit_from="sla_p99_ms"),
+    ]
     j.measurements = {
         "target_rps": 120.0,
         "achieved_rps": fig.achieved_rps,
@@ -419,7 +422,8 @@ def test_section_and_reprint(tmp_path: Path) -> None:
     assert "![achieved rate and p95 over time](load.png)" in text
     assert "`GET /items/[id]`" in text and "[Locust's HTML report](locust.html)" in text
     again = reprint(j, tmp_path)
-    assert again.startswith("# load.run: FAIL") and "| p95_ms | 80" in again
+    assert again.startswith("# load.run: FAIL") and "| p95_ms | 80 | <= 50 |" in again
+    assert "| p99_ms | 90 | <= 60 | **NO** |" in again, "a numeric limit is shown with its comparison"
     assert "note: generator under strain" in again
 
 
