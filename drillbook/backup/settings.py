@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from drillbook.core import settings as core_settings
 from drillbook.core.inventory import Inventory
 
 
@@ -82,8 +83,9 @@ class BackupSettings(BaseModel):
 
 
 def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
-    """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top."""
-    settings = inv.settings(BackupSettings, prefix="backup_")
-    if overrides:
-        settings = BackupSettings.model_validate({**settings.model_dump(), **overrides})
-    return settings
+    """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top.
+
+    Through core's one loader, so a bad value is one ConfigError line naming ``backup_<field>``;
+    an override of ``None`` is kept (it switches an optional check off, e.g. ``rpo_query=None``).
+    """
+    return core_settings.load_settings(inv, BackupSettings, "backup_", overrides)
