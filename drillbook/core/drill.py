@@ -125,7 +125,9 @@ class DrillRun:
         """Journal a measurement record: every field, and the witness of those that name one."""
         self.journal.measurements.update(measured.model_dump(mode="json"))
         if isinstance(measured, Measurements):
-            self.journal.witnesses.update(measured.witnesses())
+            for name, witness in measured.witnesses().items():
+                # A witness named during the run (with its own figures) says more than the declared one.
+                self.journal.witnesses.setdefault(name, witness)
 
     def verify(self, drill: Drill[Any, Any, Any], measured: BaseModel | None) -> None:
         """Evaluate the drill's declared checks against its record: the only judge of a verdict."""
@@ -444,9 +446,9 @@ def print_summary(journal: Journal, report_dir: Path | None = None) -> None:
     style = VERDICT_STYLE.get(journal.verdict, "")
     out.print(f"[{style}]{journal.drill}: {journal.verdict.upper()}[/{style}]")
     for c in journal.failed_checks:
-        out.print(
-            f"  [red]x[/red] {c.name}: {c.value} (limit {c.limit}){' - ' + c.detail if c.detail else ''}"
-        )
+        limit = f"{c.op} {c.limit}" if c.op and c.op != "is true" else str(c.limit)
+        detail = f" - {c.detail}" if c.detail else ""
+        out.print(f"  [red]x[/red] {escape(c.name)}: {escape(str(c.value))} ({escape(limit)}){escape(detail)}")
     if journal.error:
         out.print(f"  [yellow]![/yellow] {journal.error}")
     for key, value in list(journal.measurements.items())[:12]:
