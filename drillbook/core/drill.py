@@ -447,10 +447,10 @@ def print_summary(journal: Journal, report_dir: Path | None = None) -> None:
     out.print(f"[{style}]{journal.drill}: {journal.verdict.upper()}[/{style}]")
     for c in journal.failed_checks:
         limit = f"{c.op} {c.limit}" if c.op and c.op != "is true" else str(c.limit)
-        detail = f" - {c.detail}" if c.detail else ""
-        out.print(f"  [red]x[/red] {escape(c.name)}: {escape(str(c.value))} ({escape(limit)}){escape(detail)}")
+        text = f"{c.name}: {c.value} ({limit})" + (f" - {c.detail}" if c.detail else "")
+        out.print(f"  [red]x[/red] {escape(text)}")
     if journal.error:
-        out.print(f"  [yellow]![/yellow] {journal.error}")
+        out.print(f"  [yellow]![/yellow] {escape(journal.error)}")
     for key, value in list(journal.measurements.items())[:12]:
         if isinstance(value, (int, float, bool, str)):
             out.print(f"  {key} = {value}")
