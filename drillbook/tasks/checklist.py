@@ -42,7 +42,7 @@ def checklist(
     *,
     opts: CommonOptions,
 ) -> None:
-    """Show every checklist item as proven, failing, stale or unproven; exit 1 if a required one is not.
+    """Each checklist item: proven, failing, could not run, stale or unproven; exit 1 unless required ok.
 
     Runbook: runbooks/release-readiness.md
     """
