@@ -283,6 +283,13 @@ def open_inventory(path: str | None) -> Inventory:
     return _opened[path]
 
 
+def _why(exc: OSError) -> str:
+    """An OS error as a reason a user can act on (mkdir -p through a file says "File exists")."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a parent is a file"
+    return exc.strerror or str(exc)
+
+
 def writable_dir(option: str, path: Path) -> Path:
     """Create ``path`` and prove a file can be written there, or refuse in one line (exit 2).
 
@@ -295,7 +302,7 @@ def writable_dir(option: str, path: Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"--{option} {path}: cannot write there ({exc.strerror or exc})") from None
+        raise ConfigError(f"--{option} {path}: cannot write there ({_why(exc)})") from None
     return path
 
 
@@ -309,7 +316,7 @@ def writable_file(option: str, path: Path) -> Path:
         with path.open("a"):
             pass
     except OSError as exc:
-        raise ConfigError(f"--{option} {path}: cannot write there ({exc.strerror or exc})") from None
+        raise ConfigError(f"--{option} {path}: cannot write there ({_why(exc)})") from None
     if not existed:
         path.unlink(missing_ok=True)
     return path
