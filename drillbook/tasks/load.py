@@ -72,9 +72,11 @@ def run(
     from drillbook.load import LoadRun, load_settings, make_plan
 
     with cli_errors(opts.debug):
-        rps_ = float_option("rps", rps, above=0)
-        headroom_ = float_option("headroom", headroom, minimum=0, maximum=10)
-        processes_ = int_option("processes", processes, minimum=1, maximum=1024)
+        # Ranges (rps > 0, 0 <= headroom <= 10, processes >= 1, load_max_rps) are judged by
+        # make_plan, whose messages say what the number means; here: a finite number at all.
+        rps_ = float_option("rps", rps)
+        headroom_ = float_option("headroom", headroom)
+        processes_ = int_option("processes", processes, maximum=1024)
         duration_, ramp_ = _duration("duration", duration), _duration("ramp", ramp)
         inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
