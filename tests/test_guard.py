@@ -68,7 +68,7 @@ def test_a_writing_task_refuses_production_before_anything_runs(
     assert "Traceback" not in ran.stdout + ran.stderr
     assert not reports.exists(), "a report folder was made"
     assert not (state / "locks").exists() or not any((state / "locks").iterdir()), "a lock was taken"
-    assert ran.seconds < 60, ran.describe()  # ~1.5 s on a quiet machine; CI boxes are not quiet
+    assert ran.seconds < 120, ran.describe()  # 1.2-1.6 s on a quiet machine; ~30 s at load 22 on 2 cores
 
 
 def test_read_only_tasks_stay_allowed_on_production(production: Path, tmp_path: Path) -> None:
