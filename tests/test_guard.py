@@ -96,3 +96,34 @@ def test_runbook_consent_covers_its_own_fleet_only(production: Path) -> None:
     assert ran.rc == 2 and "refused" in ran.stderr, ran.describe()
     ran = inv(*argv, env={"DRILLBOOK_ALLOW_PRODUCTION": fleet})
     assert ran.rc == 2 and ran.err_lines == ["error: --error-rate must be <= 1, got 7"], ran.describe()
+
+
+RUNBOOK = """\
+---
+title: Stage a release
+severity: SEV3
+alerts: []
+tasks: [lab.release]
+owner: test
+---
+# Stage a release
+
+1. Build it:
+
+   ```shell
+   inv lab.release 9.9.9 --error-rate 7
+   ```
+"""
+
+
+def test_runbook_run_passes_its_consent_to_its_steps(production: Path, tmp_path: Path) -> None:
+    """On-call at 3 a.m. on production: --allow-production on the walk reaches each step's own guard."""
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "stage.md").write_text(RUNBOOK)
+    argv = ("runbook.run", "stage", "--yes", "--dir", str(tmp_path / "runbooks"), "-i", str(production))
+    ran = inv(*argv, "-r", str(tmp_path / "refused"))
+    assert ran.rc == 2 and ran.err_lines[0].startswith("error: runbook.run refused"), ran.describe()
+    ran = inv(*argv, "-r", str(tmp_path / "allowed"), "--allow-production")
+    # The step got past its own guard: the next check speaks.
+    assert "error: --error-rate must be <= 1, got 7" in ran.stderr, ran.describe()
+    assert "refused" not in ran.stderr, ran.describe()

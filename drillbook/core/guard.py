@@ -7,10 +7,12 @@ so a refusal takes no lock, makes no report folder and starts no Ansible.
 Capabilities that can be driven without the task layer (chaos drills) call the
 same function, so a library user meets the same rule.
 
-``runbook.run --allow-production`` passes the consent on to the tasks it runs
-through ``$DRILLBOOK_ALLOW_PRODUCTION``; the variable holds the fleet id the
-consent was given for (:attr:`Inventory.fleet_id`), so it covers that one fleet
-and a stray ``export DRILLBOOK_ALLOW_PRODUCTION=1`` covers nothing.
+A task given ``--allow-production`` passes the consent on (:func:`give_consent`)
+through ``$DRILLBOOK_ALLOW_PRODUCTION``: to the drills it runs in-process (``demo``
+runs chaos drills, which check again) and to the tasks it runs as subprocesses
+(``runbook.run``). The variable holds the fleet id the consent was given for
+(:attr:`Inventory.fleet_id`), so it covers that one fleet, and a stray
+``export DRILLBOOK_ALLOW_PRODUCTION=1`` covers nothing.
 """
 
 from __future__ import annotations
@@ -37,3 +39,9 @@ def refuse_production(inv: Inventory, allow_production: bool, what: str) -> None
             f"{what} refused: inventory {inv.name} is production (drillbook_environment: production); "
             "add --allow-production to run it anyway"
         )
+
+
+def give_consent(inv: Inventory) -> None:
+    """Record the operator's ``--allow-production`` for ``inv``'s fleet, for this process and its children."""
+    if inv.is_production:
+        os.environ[ALLOW_PRODUCTION_ENV] = inv.fleet_id

@@ -42,7 +42,7 @@ from invoke.tasks import Task
 from drillbook.core.console import err, plain
 from drillbook.core.drill import Drill, DrillContext, execute, print_summary
 from drillbook.core.errors import ConfigError, DrillbookError
-from drillbook.core.guard import production_allowed, refuse_production
+from drillbook.core.guard import give_consent, production_allowed, refuse_production
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
@@ -147,7 +147,10 @@ class CliTask(Task[Callable[..., None]]):
         common = CommonOptions(**{name: kwargs.pop(name) for name in self.common if name in kwargs})
         if self.writes and not kwargs.get("dry_run"):
             with cli_errors(common.debug):
-                refuse_production(open_inventory(common.inventory), common.allow_production, self.cli_name)
+                inv = open_inventory(common.inventory)
+                refuse_production(inv, common.allow_production, self.cli_name)
+                if common.allow_production:
+                    give_consent(inv)  # for the drills and tasks this task runs in turn
         return super().__call__(*args, opts=common, **kwargs)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from rich.text import Text
 
 from drillbook.core.console import err, out, plain
 from drillbook.core.errors import ConfigError
-from drillbook.core.guard import ALLOW_PRODUCTION_ENV
 from drillbook.core.paths import RUNBOOKS, default_report_root
 from drillbook.tasks._cli import INVENTORY_HELP, CommonOptions, cli_errors, cli_task, open_inventory
 
@@ -175,9 +173,9 @@ def run(
                 "run it in a terminal, or pass --yes to run every step without asking"
             )
         rb = load(name, _dir(dir_))
-        inv = open_inventory(opts.inventory)  # a wrong path fails here, not halfway through the runbook
-        if opts.allow_production and inv.is_production:
-            os.environ[ALLOW_PRODUCTION_ENV] = inv.fleet_id  # the steps run as subprocesses
+        # A wrong path fails here, not halfway through the runbook. --allow-production reaches
+        # the steps (subprocesses) through the consent CliTask recorded (drillbook/core/guard.py).
+        open_inventory(opts.inventory)
         result = walk(
             rb,
             report_root=Path(opts.report_dir) if opts.report_dir else default_report_root(),
