@@ -282,7 +282,8 @@ def test_render_terminal_prints_the_scorecard(root: Path) -> None:
     card = render_terminal(root, None, console=console)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert len(card.drills) == 5
-    assert re.search(r"backup\.restore-test\s+│\s+fail\s+│\s+restore_s=350 \(<= 300\)", text), text
+    row = r"backup\.restore-test\s+│\s+fail \(failing\)\s+│\s+restore_s=350 \(<= 300\)"
+    assert re.search(row, text), text
     assert "unreadable journal" in text and "20260102T000000Z-backup.run" in text
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from drillbook.chaos.witness import host_port, pg_address
 from drillbook.core.errors import ConfigError
+from drillbook.core.guard import refuse_production
 from drillbook.core.health import redact
 from drillbook.core.inventory import AppInstance, Inventory
 from drillbook.core.paths import ROLES
@@ -107,12 +108,8 @@ def load_settings(inv: Inventory) -> ChaosSettings:
 
 
 def guard_production(inv: Inventory, allow_production: bool) -> None:
-    """A production inventory refuses chaos unless the operator said so explicitly."""
-    if inv.is_production and not allow_production:
-        raise ConfigError(
-            f"inventory {inv.name} is production (drillbook_environment=production): "
-            "chaos drills are refused without --allow-production"
-        )
+    """A production inventory refuses chaos unless the operator said so (drillbook's one guard)."""
+    refuse_production(inv, allow_production, "chaos drills are")
 
 
 def _role_value(role: str, name: str) -> str | None:

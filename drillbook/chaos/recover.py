@@ -7,6 +7,11 @@ starts every service a chaos drill can kill, in dependency order (database,
 cache, app instances), each through the same role task files the drills use
 (``start`` then ``wait_ready``), and then waits until every piece is healthy.
 Starting a running service changes nothing, so it is safe to run any time.
+
+A host Ansible reports unreachable cannot be started from here: the drill still
+starts the services on the other hosts, then ends ``error`` (exit 2) naming the
+host, instead of waiting ``chaos_recovery_limit_s`` for a service that nothing
+started and blaming it with failed health checks.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from drillbook.chaos.witness import Check, host_port, pg_address, postgres_check
 from drillbook.core import health
 from drillbook.core.ansible import run_playbook
 from drillbook.core.drill import DrillRun, LegacyDrill
-from drillbook.core.errors import DrillbookError
+from drillbook.core.errors import DrillbookError, TargetUnreachable
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import wait_until
 
@@ -88,6 +93,7 @@ class Recover(LegacyDrill):
     def act(self, run: DrillRun) -> None:
         started: dict[str, int] = {}
         failed: list[str] = []
+        unreachable: list[str] = []
         for svc in self.services:
             with run.phase(f"start-{svc.name}") as record:
                 try:
@@ -107,11 +113,17 @@ class Recover(LegacyDrill):
                     record.ok = False
                     record.detail = str(exc)
                     failed.append(f"{svc.name}: {exc}")
+                    if isinstance(exc, TargetUnreachable):
+                        unreachable.append(f"{svc.name} ({exc})")
                     continue
                 started[svc.name] = pb.changed
                 record.detail = f"{pb.changed} changed"
         run.measure("changed", started, witness="ansible-runner stats")
         run.measure("start_failures", failed)
+        if unreachable:
+            raise TargetUnreachable(
+                "could not recover " + "; ".join(unreachable) + ": not waiting for what could not be started"
+            )
 
     def observe(self, run: DrillRun) -> None:
         topo = run.inventory.topology

@@ -8,12 +8,26 @@ from datetime import UTC, datetime
 
 import jinja2
 from rich.table import Table
+from rich.text import Text
 
 from drillbook.checklist.model import SECTIONS
 from drillbook.checklist.status import ItemStatus, summary_line
 
-STATE_STYLE = {"proven": "green", "failing": "bold red", "stale": "yellow", "unproven": "dim"}
-STATE_MARK = {"proven": "PROVEN", "failing": "FAILING", "stale": "STALE", "unproven": "unproven"}
+STATE_STYLE = {
+    "proven": "green",
+    "failing": "bold red",
+    "error": "bold yellow",
+    "stale": "yellow",
+    "unproven": "dim",
+}
+#: ``error`` reads "could not run": drillbook's blindness, kept apart from the service failing.
+STATE_MARK = {
+    "proven": "PROVEN",
+    "failing": "FAILING",
+    "error": "ERROR (could not run)",
+    "stale": "STALE",
+    "unproven": "unproven",
+}
 
 
 def _ordered(statuses: Sequence[ItemStatus]) -> list[ItemStatus]:
@@ -25,10 +39,13 @@ def table(statuses: Sequence[ItemStatus]) -> Table:
     for col in ("section", "id", "status", "statement", "evidence", "reason"):
         t.add_column(col, overflow="fold")
     for st in _ordered(statuses):
-        style = STATE_STYLE[st.state]
-        status = f"[{style}]{STATE_MARK[st.state]}[/{style}]" + ("" if st.required else " (optional)")
+        status = Text(STATE_MARK[st.state], style=STATE_STYLE[st.state])
+        if not st.required:
+            status.append(" (optional)")
         evidence = st.item.evidence.describe() + (f"\n{st.evidence_path}" if st.evidence_path else "")
-        t.add_row(st.item.section, st.item.id, status, st.item.statement, evidence, st.reason)
+        # Text, not markup: a reason carries sign-off names and tools' messages ("[failed on host]").
+        section, ident, statement = (Text(cell) for cell in (st.item.section, st.item.id, st.item.statement))
+        t.add_row(section, ident, status, statement, Text(evidence), Text(st.reason))
     return t
 
 
@@ -62,7 +79,7 @@ body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
 table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.proven{color:#17803d;font-weight:600}.failing{color:#c62828;font-weight:700}
-.stale{color:#b26a00;font-weight:600}.unproven{color:#888}
+.error{color:#ef6c00;font-weight:700}.stale{color:#b26a00;font-weight:600}.unproven{color:#888}
 </style></head><body>
 <h1>Production-readiness checklist</h1>
 <p>{{ summary }} &middot; as of {{ now }}</p>

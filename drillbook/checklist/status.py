@@ -1,10 +1,12 @@
 """Judge every checklist item against its evidence: proven, failing, stale or unproven.
 
-- drill: the newest journal of that drill decides. Failed or errored -> failing
-  (with the failed checks as the reason); passed within max_age_days -> proven;
-  passed longer ago -> stale.
+- drill: the newest journal of that drill decides. Failed -> failing (with the
+  failed checks as the reason); errored -> error, "could not run" (an unreachable
+  host, a steady state not met: drillbook could not measure, which says nothing
+  about the service and must not be counted as the service failing); passed
+  within max_age_days -> proven; passed longer ago -> stale.
 - audit: the newest audit journal holding that check decides, the same way, on
-  that one check.
+  that one check (a failed check in a run that errored is error, not failing).
 - manual: the newest sign-off; older than max_age_days -> stale.
 """
 
@@ -21,7 +23,8 @@ from drillbook.checklist.signoff import SignOff, latest
 from drillbook.core.timefmt import age
 from drillbook.report.store import Entry, load_entries, parse_time
 
-State = Literal["proven", "failing", "stale", "unproven"]
+State = Literal["proven", "failing", "error", "stale", "unproven"]
+STATES: tuple[State, ...] = ("proven", "failing", "error", "stale", "unproven")
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,8 @@ class ItemStatus:
 
     @property
     def blocking(self) -> bool:
-        """A required item that is failing or stale makes ``inv checklist`` exit 1."""
-        return self.required and self.state in ("failing", "stale")
+        """A required item that is failing, could not be run or is stale makes ``inv checklist`` exit 1."""
+        return self.required and self.state in ("failing", "error", "stale")
 
 
 def evaluate(
@@ -74,6 +77,9 @@ def _drill(item: Item, required: bool, runs: list[Entry], now: datetime, max_age
     last = runs[0]
     assert last.journal is not None
     path = str(last.dir)
+    if last.journal.verdict == "error":
+        why = last.journal.error or "the drill could not measure"
+        return ItemStatus(item, "error", required, f"could not run: {why}", path, last.ended)
     if last.journal.verdict != "pass":
         failed = [c.name for c in last.journal.failed_checks]
         why = ", ".join(failed) if failed else (last.journal.error or last.journal.verdict)
@@ -100,6 +106,9 @@ def _audit(
     assert last.journal is not None
     found = next(c for c in last.journal.checks if c.name == check)
     path = str(last.dir)
+    if not found.ok and last.journal.verdict == "error":
+        why = last.journal.error or found.detail or "the audit could not measure"
+        return ItemStatus(item, "error", required, f"could not run: {why}", path, last.ended)
     if not found.ok:
         return ItemStatus(
             item, "failing", required, f"{check}: {found.detail or found.value}", path, last.ended
@@ -131,11 +140,10 @@ def _manual(
 
 
 def summary_line(statuses: Sequence[ItemStatus]) -> str:
-    """``31/38 proven, 2 failing, 5 stale, 0 unproven``."""
-    count = {
-        s: sum(1 for st in statuses if st.state == s) for s in ("proven", "failing", "stale", "unproven")
-    }
+    """``31/38 proven, 2 failing, 1 could not run, 4 stale, 0 unproven`` (could not run: only when any)."""
+    count = {s: sum(1 for st in statuses if st.state == s) for s in STATES}
+    error = f"{count['error']} could not run, " if count["error"] else ""
     return (
         f"{count['proven']}/{len(statuses)} proven, {count['failing']} failing, "
-        f"{count['stale']} stale, {count['unproven']} unproven"
+        f"{error}{count['stale']} stale, {count['unproven']} unproven"
     )

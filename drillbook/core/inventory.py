@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,26 @@ os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
 os.environ.setdefault("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "true")
 os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
+
+
+#: Per host, what says where it is (the fleet id hashes these).
+_FLEET_HOST_VARS = (
+    "ansible_host",
+    "ansible_port",
+    "postgres_port",
+    "redis_port",
+    "app_port",
+    "haproxy_frontend_port",
+    "haproxy_stats_port",
+)
+#: Inventory-wide endpoints of the service (credentials stripped before hashing).
+_FLEET_ENDPOINTS = ("lb_url", "postgres_dsn", "redis_url", "haproxy_admin_socket", "haproxy_stats_url")
+_CREDENTIALS = re.compile(r"//[^/@]*@")
+
+
+def _without_credentials(value: Any) -> Any:
+    """``postgresql://u:pw@h:5432/db`` -> ``postgresql://h:5432/db``: a new password is the same fleet."""
+    return _CREDENTIALS.sub("//", value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -270,10 +293,39 @@ class Inventory:
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @functools.cached_property
+    def fleet_id(self) -> str:
+        """What this inventory points at, the same for every path to (or copy of) it.
+
+        ``drillbook_fleet_id`` when the inventory sets one (``drillbook_lock_scope`` is
+        its older name); otherwise a stable hash of the sorted hosts' addresses
+        (``ansible_host``, ``ansible_port``) and the service's endpoints (database,
+        cache, app and load-balancer ports and URLs, credentials left out). Two
+        inventories of one fleet, however named or placed, get the same id; the
+        journal and the lock name the path, the id names the fleet.
+        """
+        explicit = self.var("drillbook_fleet_id") or self.var("drillbook_lock_scope")
+        if explicit:
+            return f"fleet:{explicit}"
+        hosts = []
+        for host in sorted(self.hosts("all"), key=lambda h: str(self._safe_var("ansible_host", h) or h)):
+            address = {name: self._safe_var(name, host) for name in _FLEET_HOST_VARS}
+            address["ansible_host"] = address["ansible_host"] or host
+            hosts.append(address)
+        endpoints = {name: _without_credentials(self._safe_var(name)) for name in _FLEET_ENDPOINTS}
+        blob = json.dumps({"hosts": sorted(hosts, key=json.dumps), "endpoints": endpoints}, sort_keys=True)
+        return "hosts:" + hashlib.sha256(blob.encode()).hexdigest()[:24]
+
     @property
     def lock_scope(self) -> str:
-        """What one lock covers: the inventory path, plus ``drillbook_lock_scope`` when set (two labs)."""
-        return f"{self.path}|{self.var('drillbook_lock_scope', '')}"
+        """What one lock covers: the fleet (:attr:`fleet_id`), not the inventory's path."""
+        return self.fleet_id
+
+    def _safe_var(self, name: str, host: str | None = None) -> Any:
+        try:
+            return self.var(name, host=host)
+        except ConfigError:
+            return "<unresolved>"
 
     @functools.cached_property
     def topology(self) -> Topology:

@@ -1,10 +1,12 @@
-"""One drill at a time per inventory.
+"""One drill at a time per fleet.
 
 Two drills at once against the same service spoil each other's measurements (a
 load run during a chaos kill, two canaries fighting over weights). The lock is an
 ``flock`` on a file under the state directory, keyed by the inventory's lock
-scope, so the kernel releases it when the holder dies, even by SIGKILL; the file
-names the holder so a refused run can say who.
+scope: its fleet id (:attr:`Inventory.fleet_id`), so ``inventory/x``,
+``inventory/x/hosts.yml`` and a copy of it contend for one lock, as they point at
+one fleet. The kernel releases it when the holder dies, even by SIGKILL; the file
+names the holder (drill, pid, inventory path) so a refused run can say who.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ def inventory_lock(scope: str, holder: str, inventory_name: str) -> Iterator[Non
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockHeld(
-                f"another drill is running against {inventory_name}: {_describe(path)}; "
-                "wait for it to finish (one drill at a time per inventory)"
+                f"another drill is running against the fleet of {inventory_name}: {_describe(path)}; "
+                "wait for it to finish (one drill at a time per fleet)"
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"drill": holder, "pid": os.getpid(), "since": utc_now()}).encode())
+        record = {"drill": holder, "pid": os.getpid(), "since": utc_now(), "inventory": inventory_name}
+        os.write(fd, json.dumps(record).encode())
         try:
             yield
         finally:
@@ -56,6 +59,7 @@ def inventory_lock(scope: str, holder: str, inventory_name: str) -> Iterator[Non
 def _describe(path: Path) -> str:
     try:
         info = json.loads(path.read_text() or "{}")
-        return f"{info.get('drill')} (pid {info.get('pid')}, since {info.get('since')})"
+        via = f", via {info['inventory']}" if info.get("inventory") else ""
+        return f"{info.get('drill')} (pid {info.get('pid')}, since {info.get('since')}{via})"
     except (OSError, ValueError):
         return "holder unknown"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from drillbook.core.console import VERDICT_MEANING
 from drillbook.core.inventory import Inventory
 from drillbook.core.journal import write_atomic
 from drillbook.report.figures import headline
@@ -51,7 +52,9 @@ _TEMPLATE = """<!doctype html>
 {% for row in rows %}
 <tr>
  <td><a href="#{{ row.anchor }}">{{ row.drill }}</a></td>
- <td class="{{ row.verdict }}">{{ row.verdict }}</td>
+ <td class="{{ row.verdict }}">{{ row.verdict }}
+ {% if row.meaning %}<br><small>{{ row.meaning }}</small>{% endif %}
+ {% if row.error %}<br><small>{{ row.error }}</small>{% endif %}</td>
  <td>{{ row.figure }}</td>
  <td>{{ row.checks }}{% for c in row.failed_checks %}
   <br><span class="failed-check">&#x2717; {{ c }}</span>{% endfor %}</td>
@@ -122,6 +125,10 @@ def _row(d: DrillStatus, base: Path) -> dict[str, object]:
         "drill": d.drill,
         "anchor": _anchor(d.drill),
         "verdict": d.verdict,
+        # error is "could not run" (drillbook's blindness), fail is "failing" (the service's):
+        # the page says which, and why the run could not measure.
+        "meaning": VERDICT_MEANING.get(d.verdict, "") if d.verdict != "pass" else "",
+        "error": (journal.error or "") if journal and d.verdict == "error" else "",
         "figure": fig.render() if fig else "",
         "checks": f"{len(journal.checks) - len(failed)}/{len(journal.checks)} ok" if journal else "",
         "failed_checks": failed,

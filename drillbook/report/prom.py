@@ -10,6 +10,11 @@ Metrics (label ``drill`` is the task name, e.g. ``backup.restore-test``):
 
 - ``drillbook_drill_verdict``: the latest finished run: **1 pass, 0 fail, -1 error**
   (absent for a drill that never finished a run);
+- ``drillbook_drill_failing`` and ``drillbook_drill_could_not_run``: 1 when the latest
+  finished run is ``fail`` (the service broke a threshold) or ``error`` (drillbook
+  could not measure: an unreachable host, a steady state not met), else 0, so an
+  alert can page for the first and open a ticket for the second instead of
+  reading ``verdict < 1`` as "the service is failing";
 - ``drillbook_drill_last_run_timestamp_seconds``: when the latest finished run ended;
 - ``drillbook_drill_last_success_timestamp_seconds``: when the latest passing run
   ended, **0 when it never passed**, so the "not passed for N days" alert fires;
@@ -44,6 +49,11 @@ def build_registry(card: Scorecard) -> CollectorRegistry:
         return Gauge(name, doc, labels, registry=registry)
 
     verdict = gauge("drillbook_drill_verdict", "Latest finished run: 1 pass, 0 fail, -1 error.")
+    failing = gauge("drillbook_drill_failing", "1 when the latest finished run failed a threshold (fail).")
+    could_not_run = gauge(
+        "drillbook_drill_could_not_run",
+        "1 when the latest finished run could not measure (error: unreachable host, steady state not met).",
+    )
     last_run = gauge(
         "drillbook_drill_last_run_timestamp_seconds", "End of the latest finished run (Unix time)."
     )
@@ -78,6 +88,8 @@ def build_registry(card: Scorecard) -> CollectorRegistry:
         if latest is None or latest.journal is None:
             continue
         verdict.labels(d.drill).set(VERDICT_VALUE.get(latest.verdict, -1.0))
+        failing.labels(d.drill).set(1 if latest.verdict == "fail" else 0)
+        could_not_run.labels(d.drill).set(1 if latest.verdict not in ("pass", "fail") else 0)
         last_run.labels(d.drill).set(latest.ended.timestamp())
         for name, value in latest.journal.measurements.items():
             number = as_number(value)

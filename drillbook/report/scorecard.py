@@ -16,9 +16,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field, PositiveFloat
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from drillbook.core import settings as core_settings
-from drillbook.core.console import VERDICT_STYLE, out
+from drillbook.core.console import VERDICT_MEANING, VERDICT_STYLE, out, plain
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.timefmt import age, age_s
 from drillbook.report.figures import Figure, headline, key_figure
@@ -178,17 +179,18 @@ def scorecard_table(card: Scorecard) -> Table:
     for d in card.drills:
         latest = d.latest
         style = VERDICT_STYLE.get(d.verdict, "dim")
+        meaning = VERDICT_MEANING.get(d.verdict) if d.verdict != "pass" else None
         headline_ = headline(latest.journal, d.figures) if latest and latest.journal else ""
         when = (
             f"{latest.ended:%Y-%m-%d %H:%M} ({age(card.generated_at, latest.ended)} ago)" if latest else "-"
         )
         table.add_row(
-            d.drill,
-            f"[{style}]{d.verdict}[/{style}]",
-            headline_,
+            Text(d.drill),
+            Text(d.verdict + (f" ({meaning})" if meaning else ""), style=style),
+            Text(headline_),
             when,
             freshness_text(d),
-            display_path(latest.dir) if latest else "",
+            Text(display_path(latest.dir)) if latest else "",
         )
     return table
 
@@ -203,5 +205,7 @@ def render_terminal(
     card = build_scorecard(Path(report_root), load_settings(inventory))
     console.print(scorecard_table(card))
     for entry in card.unreadable:
-        console.print(f"[yellow]unreadable journal[/yellow] {display_path(entry.path)}: {entry.error}")
+        console.print(
+            f"[yellow]unreadable journal[/yellow] {plain(display_path(entry.path))}: {plain(entry.error)}"
+        )
     return card

@@ -12,7 +12,8 @@ from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inv
 def http(c: Context, *, opts: CommonOptions) -> None:
     """Audit the service from outside: headers, CORS, rate limit, body limit, errors, pagination.
 
-    Sends a bounded number of requests, only to the inventory's own URL.
+    Sends a bounded number of requests, only to the inventory's own URL; some write
+    (items created to test pagination and limits), so production needs --allow-production.
     Runbook: runbooks/release-readiness.md
     """
     with cli_errors(opts.debug):
@@ -20,11 +21,12 @@ def http(c: Context, *, opts: CommonOptions) -> None:
         run_drill(HttpAudit(), inv, opts)
 
 
-@drill_task()
+@drill_task(writes=False)
 def hosts(c: Context, *, opts: CommonOptions) -> None:
     """Audit the hosts: non-root service, Redis persistence, PostgreSQL settings, backups, secrets.
 
-    Runbook: runbooks/release-readiness.md
+    Reads only (files, settings and processes on the hosts), so it runs on production
+    without --allow-production. Runbook: runbooks/release-readiness.md
     """
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)

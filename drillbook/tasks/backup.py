@@ -10,7 +10,6 @@ import re
 from datetime import UTC, datetime
 
 from invoke.context import Context
-from invoke.tasks import task
 from rich import box
 from rich.table import Table
 
@@ -26,14 +25,14 @@ from drillbook.backup.manifest import parse_time
 from drillbook.backup.prune import prune as prune_backups
 from drillbook.backup.repository import dump_json
 from drillbook.core import pgdata
-from drillbook.core.console import Progress, out
+from drillbook.core.console import Progress, out, plain
 from drillbook.core.errors import ConfigError
 from drillbook.core.lock import inventory_lock
 from drillbook.core.timefmt import age
 from drillbook.tasks._cli import (
-    COMMON_HELP,
     CommonOptions,
     cli_errors,
+    cli_task,
     drill_task,
     int_option,
     open_inventory,
@@ -55,24 +54,22 @@ def run(c: Context, *, opts: CommonOptions) -> None:
         run_drill(BackupRun(load_settings(inv)), inv, opts)
 
 
-@task(
+@cli_task(
     name="list",
+    common=("inventory", "debug"),
+    writes=False,
     help={
-        "inventory": COMMON_HELP["inventory"],
         "json": "Print JSON (id, started_at, bytes, verified_at, last_drill, ...) instead of a table.",
         "all": "Also show incomplete backups (no manifest yet: running or interrupted).",
-        "debug": "Show tracebacks.",
     },
 )
-def list_(
-    c: Context, inventory: str | None = None, json_: bool = False, all_: bool = False, debug: bool = False
-) -> None:
+def list_(c: Context, json_: bool = False, all_: bool = False, *, opts: CommonOptions) -> None:
     """List backups: id, time, size, age, verified-at (runbooks/restore-from-backup.md).
 
     --json adds tables, rows, Redis, database size and the last drill's figures.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         repo = open_repository(load_settings(inv))
         repo.check()
         entries = list_backups(repo, include_incomplete=all_)
@@ -80,14 +77,14 @@ def list_(
             print(dump_json(entries))
             return
         now = datetime.now(UTC)
-        table = Table(title=f"backups in {repo.location}", box=box.SIMPLE_HEAD, show_edge=False)
+        table = Table(title=f"backups in {plain(repo.location)}", box=box.SIMPLE_HEAD, show_edge=False)
         for col in ("id", "time (UTC)", "size", "age", "rows", "verified at"):
             table.add_column(col, no_wrap=True)
         for e in reversed(entries):
             m = e.manifest
             if m is None:
                 state = "manifest unreadable (see --json)" if e.problem else "incomplete (no manifest)"
-                table.add_row(e.id, f"[red]{state}[/red]", "", "", "", "")
+                table.add_row(plain(e.id), f"[red]{state}[/red]", "", "", "", "")
                 continue
             rec = e.record
             if e.verified_at:
@@ -97,7 +94,7 @@ def list_(
             else:
                 verified = "[yellow]never[/yellow]"
             table.add_row(
-                e.id,
+                plain(e.id),
                 m.started_at[:16].replace("T", " "),
                 _size(m.total_bytes),
                 age(now, parse_time(m.started_at)),
@@ -143,22 +140,21 @@ def restore_test(
         run_drill(drill, inv, opts)
 
 
-@task(
+@cli_task(
+    common=("inventory", "debug"),
     help={
         "into": "Name of the new database to restore into (an existing one is refused).",
         "id": "Backup id to restore (default: the newest complete backup).",
         "no_verify": "Skip the per-table row count and checksum comparison after pg_restore.",
-        "inventory": COMMON_HELP["inventory"],
-        "debug": "Show tracebacks.",
-    }
+    },
 )
 def restore(
     c: Context,
     into: str | None = None,
     id_: str | None = None,
     no_verify: bool = False,
-    inventory: str | None = None,
-    debug: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Restore a backup into a new database and keep it (runbooks/restore-from-backup.md).
 
@@ -166,10 +162,10 @@ def restore(
     tables verified against the manifest. The source database's name is
     refused; switching the service over is a deliberate, separate step.
     """
-    with cli_errors(debug):
+    with cli_errors(opts.debug):
         if not into or not DB_NAME.match(into):
             raise ConfigError(f"--into needs a database name (letters, digits, _), got {into!r}")
-        inv = open_inventory(inventory)
+        inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
         with inventory_lock(inv.lock_scope, "backup.restore", inv.name):
             result = restore_into(
@@ -186,20 +182,19 @@ def restore(
             else "not verified"
         )
         out.print(
-            f"restored backup {result.backup_id} into [bold]{result.database}[/bold] "
-            f"({pgdata.describe(result.dsn)}) in {result.restore_s:.1f}s; {verified}"
+            f"restored backup {plain(result.backup_id)} into [bold]{plain(result.database)}[/bold] "
+            f"({plain(pgdata.describe(result.dsn))}) in {result.restore_s:.1f}s; {verified}"
         )
 
 
-@task(
+@cli_task(
+    common=("inventory", "debug"),
     help={
         "dry_run": "Only print what would be kept and deleted.",
         "keep_last": "Keep the N newest backups (default: backup_keep_last).",
         "keep_daily": "Keep the newest backup of each of the D latest days (default: backup_keep_daily).",
         "json": "Print the decisions as JSON.",
-        "inventory": COMMON_HELP["inventory"],
-        "debug": "Show tracebacks.",
-    }
+    },
 )
 def prune(
     c: Context,
@@ -207,15 +202,19 @@ def prune(
     keep_last: str | None = None,
     keep_daily: str | None = None,
     json_: bool = False,
-    inventory: str | None = None,
-    debug: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
-    """Apply retention; never deletes the newest verified backup (runbooks/restore-from-backup.md)."""
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    """Apply retention; never deletes the newest verified backup (runbooks/restore-from-backup.md).
+
+    Guarded even with --dry-run: the guard runs before the options are read, and a
+    dry run against production is one --allow-production away.
+    """
+    with cli_errors(opts.debug):
+        last = int_option("keep-last", keep_last, minimum=1, maximum=100_000)
+        daily = int_option("keep-daily", keep_daily, minimum=0, maximum=100_000)
+        inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
-        last = int_option("keep-last", keep_last, minimum=1)
-        daily = int_option("keep-daily", keep_daily, minimum=0)
         repo = open_repository(settings)
         repo.check()
         with inventory_lock(inv.lock_scope, "backup.prune", inv.name):
@@ -234,7 +233,7 @@ def prune(
         verb = "would delete" if dry_run else "deleted"
         for d in decisions:
             mark = "[green]keep[/green]  " if d.keep else f"[red]{verb}[/red] "
-            out.print(f"{mark} {d.id}  ({', '.join(d.reasons)})")
+            out.print(f"{mark} {plain(d.id)}  ({plain(', '.join(d.reasons))})")
         gone = sum(1 for d in decisions if not d.keep)
         out.print(f"{len(decisions) - gone} kept, {gone} {verb}" + (" (dry run)" if dry_run else ""))
 

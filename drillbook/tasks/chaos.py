@@ -9,6 +9,7 @@ from drillbook.chaos.plan import Fault, load_settings
 from drillbook.core.console import out
 from drillbook.tasks._cli import (
     CommonOptions,
+    allowed_on,
     cli_errors,
     drill_task,
     float_option,
@@ -20,7 +21,6 @@ FAULT_HELP = {
     "duration": "Seconds to hold the fault before restoring (default: chaos_duration_s from the inventory).",
     "traffic": "Background requests per second through the load balancer (default: chaos_traffic_rps).",
     "dry_run": "Print the plan (hosts, processes, probes, thresholds) and do nothing.",
-    "allow_production": "Run even though the inventory's environment is production.",
 }
 
 
@@ -30,14 +30,15 @@ def _fault(
     duration: str | None,
     traffic: str | None,
     dry_run: bool,
-    allow_production: bool,
     instance: str | None,
     opts: CommonOptions,
 ) -> None:
     with cli_errors(opts.debug):
+        duration_s = float_option("duration", duration, minimum=0.1, maximum=86_400)
+        traffic_rps = float_option("traffic", traffic, minimum=0, maximum=100_000)
         inv = open_inventory(opts.inventory)
-        duration_s = float_option("duration", duration, minimum=0.1)
-        traffic_rps = float_option("traffic", traffic, minimum=0)
+        # The guard ran before this body (CliTask); the drill, which checks again, gets its answer.
+        allow_production = allowed_on(inv, opts)
         if dry_run:
             settings = load_settings(inv)
             plan = build_plan(inv, fault, settings, instance=instance)
@@ -46,7 +47,7 @@ def _fault(
                     plan,
                     duration_s=duration_s if duration_s is not None else settings.duration_s,
                     traffic_rps=traffic_rps if traffic_rps is not None else settings.traffic_rps,
-                    allowed=allow_production or not inv.is_production,
+                    allowed=allow_production,
                 ),
                 markup=False,
             )
@@ -67,7 +68,6 @@ def kill_db(
     duration: str | None = None,
     traffic: str | None = None,
     dry_run: bool = False,
-    allow_production: bool = False,
     *,
     opts: CommonOptions,
 ) -> None:
@@ -81,7 +81,6 @@ def kill_db(
         duration=duration,
         traffic=traffic,
         dry_run=dry_run,
-        allow_production=allow_production,
         instance=None,
         opts=opts,
     )
@@ -93,7 +92,6 @@ def kill_redis(
     duration: str | None = None,
     traffic: str | None = None,
     dry_run: bool = False,
-    allow_production: bool = False,
     *,
     opts: CommonOptions,
 ) -> None:
@@ -107,7 +105,6 @@ def kill_redis(
         duration=duration,
         traffic=traffic,
         dry_run=dry_run,
-        allow_production=allow_production,
         instance=None,
         opts=opts,
     )
@@ -122,7 +119,6 @@ def kill_app(
     duration: str | None = None,
     traffic: str | None = None,
     dry_run: bool = False,
-    allow_production: bool = False,
     *,
     opts: CommonOptions,
 ) -> None:
@@ -136,7 +132,6 @@ def kill_app(
         duration=duration,
         traffic=traffic,
         dry_run=dry_run,
-        allow_production=allow_production,
         instance=instance,
         opts=opts,
     )

@@ -9,17 +9,16 @@ import json
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 from rich.table import Table
 
 from drillbook.canary import drill as canary_drill
 from drillbook.canary.state import Fleet
 from drillbook.canary.status import fleet_status
-from drillbook.core.console import err, out
+from drillbook.core.console import err, out, plain
 from drillbook.tasks._cli import (
-    COMMON_HELP,
     CommonOptions,
     cli_errors,
+    cli_task,
     drill_task,
     float_option,
     open_inventory,
@@ -57,9 +56,11 @@ def canary(
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = canary_drill.CanaryDrill(
-            canary_drill.load_settings(inv, window_s=float_option("window", window, minimum=0), steps=steps),
+            canary_drill.load_settings(
+                inv, window_s=float_option("window", window, above=0, maximum=86_400), steps=steps
+            ),
             version,
-            traffic_rps=float_option("traffic", traffic, minimum=0),
+            traffic_rps=float_option("traffic", traffic, minimum=0, maximum=100_000),
             pause_before_promote=pause_before_promote,
         )
         run_drill(drill, inv, opts)
@@ -88,24 +89,22 @@ def rollback(c: Context, to: str | None = None, *, opts: CommonOptions) -> None:
         run_drill(canary_drill.RollbackDrill(canary_drill.load_settings(inv), to_version=to), inv, opts)
 
 
-@task(
+@cli_task(
+    common=("inventory", "debug"),
+    writes=False,
     help={
-        "inventory": COMMON_HELP["inventory"],
         "json": "Print machine-readable JSON.",
         "links": "Also read each host's current/previous release links (runs a playbook: slower).",
-        "debug": "Show tracebacks.",
-    }
+    },
 )
-def status(
-    c: Context, inventory: str | None = None, json_: bool = False, links: bool = False, debug: bool = False
-) -> None:
+def status(c: Context, json_: bool = False, links: bool = False, *, opts: CommonOptions) -> None:
     """Show the release, readiness and HAProxy weight of each instance, and the rollout state.
 
     Exit 1 when the fleet is not steady (mixed releases, unready instance, weights not as
     configured, an unfinished rollout). Runbook: runbooks/canary-rollback.md.
     """
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         fleet = fleet_status(inv, links=links)
         if json_:
             print(json.dumps(fleet.to_dict(), indent=2))
@@ -126,10 +125,10 @@ def _print(fleet: Fleet) -> None:
             else f"{i.weight}" + ("" if i.weight == i.initial_weight else f" (cfg {i.initial_weight})")
         )
         table.add_row(
-            i.instance,
+            plain(i.instance),
             "canary" if i.canary else "baseline",
-            i.version or "[red]no answer[/red]",
-            "[green]yes[/green]" if i.ready else f"[red]no[/red] {i.detail}",
+            plain(i.version) if i.version else "[red]no answer[/red]",
+            "[green]yes[/green]" if i.ready else f"[red]no[/red] {plain(i.detail)}",
             i.lb_status or "-",
             weight,
             "-" if i.linked is None else f"{i.linked}/{i.previous or '-'}",
@@ -142,6 +141,6 @@ def _print(fleet: Fleet) -> None:
             + (f" ({r.reason})" if r.reason else "")
         )
     for problem in fleet.problems():
-        err.print(f"[yellow]![/yellow] {problem}")
+        err.print(f"[yellow]![/yellow] {plain(problem)}")
     if fleet.steady and (r is None or not r.unfinished):
         out.print(f"steady: every instance serves {fleet.version}")

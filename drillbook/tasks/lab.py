@@ -7,18 +7,19 @@ import time
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 from rich.table import Table
 
 from drillbook import lab as lab_
-from drillbook.core.console import Progress, err, out
-from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, open_inventory
+from drillbook.core.console import Progress, err, out, plain
+from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task, float_option, int_option, open_inventory
+
+COMMON = ("inventory", "debug")
 
 
-@task(help={"inventory": INVENTORY_HELP, "debug": "Show tracebacks."})
-def up(c: Context, inventory: str | None = None, debug: bool = False) -> None:
+@cli_task(common=COMMON)
+def up(c: Context, *, opts: CommonOptions) -> None:
     """Provision and start the lab (idempotent): install packages, create cluster, deploy service."""
-    _up(inventory, debug)
+    _up(opts.inventory, opts.debug)
 
 
 def _up(path: str | None, debug: bool) -> None:
@@ -36,17 +37,15 @@ def _up(path: str | None, debug: bool) -> None:
             raise Exit("lab is up but not every piece is healthy (see above)", code=1)
 
 
-@task(
-    help={
-        "inventory": INVENTORY_HELP,
-        "json": "Print machine-readable JSON (lb_url, postgres_dsn, redis_url, app_instances, ...).",
-        "debug": "Show tracebacks.",
-    }
+@cli_task(
+    common=COMMON,
+    writes=False,
+    help={"json": "Print machine-readable JSON (lb_url, postgres_dsn, redis_url, app_instances, ...)."},
 )
-def status(c: Context, inventory: str | None = None, json_: bool = False, debug: bool = False) -> None:
+def status(c: Context, json_: bool = False, *, opts: CommonOptions) -> None:
     """Show the health of every lab piece; exit 1 when any is unhealthy."""
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         st = lab_.status(inv)
         if json_:
             print(json.dumps(st.to_dict(), indent=2))
@@ -56,56 +55,51 @@ def status(c: Context, inventory: str | None = None, json_: bool = False, debug:
             raise Exit(code=1)
 
 
-@task(
-    help={
-        "inventory": INVENTORY_HELP,
-        "purge": "Also delete the lab's state (databases, backups, releases).",
-        "debug": "Show tracebacks.",
-    }
-)
-def down(c: Context, inventory: str | None = None, purge: bool = False, debug: bool = False) -> None:
+@cli_task(common=COMMON, help={"purge": "Also delete the lab's state (databases, backups, releases)."})
+def down(c: Context, purge: bool = False, *, opts: CommonOptions) -> None:
     """Stop every lab service; --purge also deletes the lab state directory."""
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        inv = open_inventory(opts.inventory)
         lab_.down(inv, purge=purge, progress=Progress("lab.down"))
         out.print("lab stopped" + (" and purged" if purge else ""))
 
 
-@task(
+@cli_task(
+    common=COMMON,
     help={
         "version": "Release version to build, e.g. 2.0.0.",
-        "error_rate": "Share of /items requests answered 500 (0..1), to stage a bad release.",
-        "latency_ms": "Latency added to /items requests, to stage a slow release.",
+        "error_rate": "Share of /items requests answered 500 (0..1, default 0), to stage a bad release.",
+        "latency_ms": "Latency added to /items requests (default 0), to stage a slow release.",
         "misconfigure": "Break one thing on purpose (cors, headers, ratelimit, body-limit, "
         "ready-ignores-db); repeatable.",
-        "inventory": INVENTORY_HELP,
-        "debug": "Show tracebacks.",
     },
     iterable=["misconfigure"],
 )
 def release(
     c: Context,
     version: str,
-    error_rate: float = 0.0,
-    latency_ms: int = 0,
+    error_rate: str | None = None,
+    latency_ms: str | None = None,
     misconfigure: list[str] | None = None,
-    inventory: str | None = None,
-    debug: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Build a release artifact of the reference service, optionally with fault knobs."""
-    with cli_errors(debug):
-        inv = open_inventory(inventory)
+    with cli_errors(opts.debug):
+        rate = float_option("error-rate", error_rate, minimum=0, maximum=1) or 0.0
+        latency = int_option("latency-ms", latency_ms, minimum=0, maximum=600_000) or 0
+        inv = open_inventory(opts.inventory)
         path = lab_.build_release(
-            inv, version, error_rate=error_rate, latency_ms=latency_ms, misconfigure=tuple(misconfigure or ())
+            inv, version, error_rate=rate, latency_ms=latency, misconfigure=tuple(misconfigure or ())
         )
-        out.print(f"release {version} -> {path}")
+        out.print(f"release {plain(version)} -> {plain(path)}")
 
 
 def _print_status(st: lab_.LabStatus) -> None:
-    table = Table(title=f"lab: {st.inventory}", show_lines=False)
+    table = Table(title=f"lab: {plain(st.inventory)}", show_lines=False)
     for col in ("piece", "ok", "endpoint", "detail", "ms"):
         table.add_column(col)
     for p in st.pieces:
         mark = "[green]up[/green]" if p.ok else "[red]DOWN[/red]"
-        table.add_row(p.piece, mark, p.endpoint, p.detail[:70], f"{p.latency_ms:.0f}")
+        table.add_row(plain(p.piece), mark, plain(p.endpoint), plain(p.detail[:70]), f"{p.latency_ms:.0f}")
     (out if st.healthy else err).print(table)

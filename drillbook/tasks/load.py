@@ -5,13 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.tasks import task
 from rich.markdown import Markdown
 
 from drillbook.core.console import out
+from drillbook.core.errors import ConfigError
 from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
-from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
+from drillbook.tasks._cli import (
+    CommonOptions,
+    cli_errors,
+    cli_task,
+    drill_task,
+    float_option,
+    int_option,
+    open_inventory,
+    run_drill,
+)
+
+#: A week: a longer "load test" is a typo (or an outage).
+MAX_DURATION_S = 7 * 86_400
+
+
+def _duration(option: str, value: str | None) -> str | float | None:
+    """A plain number of seconds goes through the number parser (nan, inf, -5 refused);
+    ``1m30s`` is left to the load plan's duration parser."""
+    if value is None or value == "":
+        return None
+    try:
+        float(value)
+    except ValueError:
+        return value
+    return float_option(option, value, minimum=0, maximum=MAX_DURATION_S)
 
 
 @drill_task(
@@ -27,11 +51,11 @@ from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inv
 )
 def run(
     c: Context,
-    rps: float | None = None,
-    headroom: float | None = None,
+    rps: str | None = None,
+    headroom: str | None = None,
     duration: str | None = None,
     ramp: str | None = None,
-    processes: int | None = None,
+    processes: str | None = None,
     locustfile: str | None = None,
     local: bool = False,
     *,
@@ -48,35 +72,47 @@ def run(
     from drillbook.load import LoadRun, load_settings, make_plan
 
     with cli_errors(opts.debug):
+        # Ranges (rps > 0, 0 <= headroom <= 10, processes >= 1, load_max_rps) are judged by
+        # make_plan, whose messages say what the number means; here: a finite number at all.
+        rps_ = float_option("rps", rps)
+        headroom_ = float_option("headroom", headroom)
+        processes_ = int_option("processes", processes, maximum=1024)
+        duration_, ramp_ = _duration("duration", duration), _duration("ramp", ramp)
         inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
         plan = make_plan(
             inv,
             settings,
-            rps=rps,
-            headroom=headroom,
-            duration=duration,
-            ramp=ramp,
-            processes=processes,
+            rps=rps_,
+            headroom=headroom_,
+            duration=duration_,
+            ramp=ramp_,
+            processes=processes_,
             locustfile=locustfile,
             local=local,
         )
         run_drill(LoadRun(settings, plan), inv, opts)
 
 
-@task(
+@cli_task(
+    common=("report_dir", "debug"),
+    writes=False,
     help={
         "id": "Report directory, or a unique part of its name, e.g. 20261122T0215 (default: the latest run).",
         "report_dir": "Where reports are (default: $DRILLBOOK_REPORT_DIR, else reports/).",
-        "debug": "Show tracebacks instead of one-line errors.",
     },
 )
-def report(c: Context, id: str | None = None, report_dir: str | None = None, debug: bool = False) -> None:
+def report(c: Context, id_: str | None = None, *, opts: CommonOptions) -> None:
     """Print a finished load run's figures again: checks, witnesses, endpoints, generator, files."""
     from drillbook.load.report import find_run, reprint
 
-    with cli_errors(debug):
-        root = Path(report_dir) if report_dir else default_report_root()
-        path = find_run(root, id)
-        journal = Journal.read(path / "journal.json")
+    with cli_errors(opts.debug):
+        root = Path(opts.report_dir) if opts.report_dir else default_report_root()
+        path = find_run(root, id_)
+        try:
+            journal = Journal.read(path / "journal.json")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"{path / 'journal.json'} is not a readable journal ({type(exc).__name__}: {exc})"
+            ) from None
         out.print(Markdown(reprint(journal, path)), soft_wrap=False)

@@ -5,39 +5,39 @@ from __future__ import annotations
 import json
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from drillbook.core.console import out
+from drillbook.core.errors import ConfigError
 from drillbook.migrate import Rehearse, Rollback, Up, load_settings, migration_status
-from drillbook.tasks._cli import COMMON_HELP, CommonOptions, cli_errors, drill_task, open_inventory, run_drill
+from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task, drill_task, open_inventory, run_drill
 
 _INI = "The release's alembic.ini (default: migrate_alembic_ini), e.g. of a release not deployed yet."
 _ALLOW_IRREVERSIBLE = "Go ahead although a revision on the way has no downgrade."
 
 
-@task(
+@cli_task(
+    common=("inventory", "debug"),
+    writes=False,
     help={
-        "inventory": COMMON_HELP["inventory"],
         "ini": _INI,
         "database": "Another database on the same server (default: the service's).",
         "json": "Print JSON (current, head, pending[{revision, has_downgrade}], ...).",
-        "debug": "Show tracebacks.",
-    }
+    },
 )
 def status(
     c: Context,
-    inventory: str | None = None,
     ini: str | None = None,
     database: str | None = None,
     json_: bool = False,
-    debug: bool = False,
+    *,
+    opts: CommonOptions,
 ) -> None:
     """Current revision, head, pending revisions and whether each has a downgrade (read-only).
 
     Runbook: runbooks/migration-rollback.md.
     """
-    with cli_errors(debug):
-        st = migration_status(open_inventory(inventory), ini=ini, database=database)
+    with cli_errors(opts.debug):
+        st = migration_status(open_inventory(opts.inventory), ini=ini, database=database)
         if json_:
             print(json.dumps(st.to_dict(), indent=2))
         else:
@@ -74,8 +74,6 @@ def rehearse(
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         if source not in (None, "auto", "backup", "dump"):
-            from drillbook.core.errors import ConfigError
-
             raise ConfigError(f"--source must be auto, backup or dump, not {source!r}")
         drill = Rehearse(
             load_settings(inv),

@@ -10,15 +10,23 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from drillbook.core.paths import REPO_ROOT, ROLES
+from drillbook.tasks._cli import CommonOptions, cli_task
 
 ROLE_SCENARIOS = ("pidfile_daemon", "postgres", "redis", "haproxy", "app")
 
 
-@task(default=True, help={"k": "Only tests matching this -k expression.", "lab": "Only tests marked lab."})
-def pytest(c: Context, k: str | None = None, lab: bool = False) -> None:
+# These tasks check this repository, they touch no fleet: writes=False.
+
+
+@cli_task(
+    default=True,
+    writes=False,
+    help={"k": "Only tests matching this -k expression.", "lab": "Only tests marked lab."},
+    short={"k": "k"},
+)
+def pytest(c: Context, k: str | None = None, lab: bool = False, *, opts: CommonOptions) -> None:
     """Run the test suite (brings up a separate test lab on ports 25400+ for tests marked lab)."""
     passed, _summary = _pytest(c, k, lab)
     if not passed:
@@ -39,8 +47,8 @@ def _pytest(c: Context, k: str | None = None, lab: bool = False) -> tuple[bool, 
     return (result is not None and not result.exited), (lines[-1] if lines else "")
 
 
-@task
-def lint(c: Context) -> None:
+@cli_task(writes=False)
+def lint(c: Context, *, opts: CommonOptions) -> None:
     """ruff and mypy on the package, ansible-lint on playbooks and roles."""
     with c.cd(str(REPO_ROOT)):
         c.run("ruff check drillbook tests benchmarks loadtests lab")
@@ -57,22 +65,24 @@ def _molecule_all(log: Path | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT if out else None)
 
 
-@task(help={"role": "Only this role's scenario (pidfile_daemon, postgres, redis, haproxy, app)."})
-def roles(c: Context, role: str | None = None) -> None:
+@cli_task(
+    writes=False, help={"role": "Only this role's scenario (pidfile_daemon, postgres, redis, haproxy, app)."}
+)
+def roles(c: Context, role: str | None = None, *, opts: CommonOptions) -> None:
     """Run each role's Molecule scenario (converge, idempotence, verify) on this machine."""
     for name in [role] if role else ROLE_SCENARIOS:
         with c.cd(str(ROLES / name)):
             c.run("molecule test", pty=False)
 
 
-@task
-def all(c: Context) -> None:
+@cli_task(writes=False)
+def all(c: Context, *, opts: CommonOptions) -> None:
     """Everything CI runs: lint, then the test suite and the role scenarios side by side.
 
     The scenarios mostly wait (package checks, daemons starting) and use ports and state of
     their own, so they run in the background while pytest runs; their log is printed after.
     """
-    lint(c)
+    lint.body(c, opts=opts)
     log = REPO_ROOT / "reports" / "molecule.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
