@@ -30,6 +30,7 @@ READ_ONLY = {
     "checklist",
     "checklist.sign",
     "deploy.status",
+    "init",  # writes the scaffold into a local folder, never to a fleet
     "lab.status",
     "load.report",
     "migrate.status",

@@ -5,21 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.tasks import task
 
 from drillbook.core.console import out
-from drillbook.tasks._cli import cli_errors
+from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task
 
 
-@task(
+@cli_task(
     default=True,
+    writes=False,
+    common=("debug",),
     positional=["folder"],
     help={
         "folder": "Folder of the ops repository (default: the current folder); created if missing.",
         "service-name": "The service's name, a DNS label (default: the folder's name).",
     },
 )
-def init(c: Context, folder: str | None = None, service_name: str | None = None) -> None:
+def init(
+    c: Context, folder: str | None = None, service_name: str | None = None, *, opts: CommonOptions
+) -> None:
     """Scaffold an ops repo: inventory/staging, runbooks, checklist, tasks.py, CI example, README.
 
     Never overwrites a file that exists: run it again to add what is missing.
@@ -29,7 +32,7 @@ def init(c: Context, folder: str | None = None, service_name: str | None = None)
     from drillbook.project import init_project
 
     where = folder or "."
-    with cli_errors():
+    with cli_errors(opts.debug):
         done = init_project(Path(where), service_name)
     for f in done:
         style = {"created": "green", "kept": "yellow", "unchanged": "dim"}[f.outcome]
