@@ -22,14 +22,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from drillbook.core.errors import ConfigError
-from drillbook.core.paths import ANSIBLE_CFG, default_inventory
+from drillbook.core.paths import default_inventory
 
 M = TypeVar("M", bound=BaseModel)
 
 # Ansible must be told to fail on an inventory it cannot parse (it only warns by default).
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
 os.environ.setdefault("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "true")
-os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
+# ANSIBLE_CONFIG is left alone: the user's own ansible.cfg applies (see drillbook.core.ansible).
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
 
 
@@ -237,6 +237,9 @@ class Inventory:
 
     @functools.cached_property
     def topology(self) -> Topology:
+        from drillbook.core.redact import remember_inventory
+
+        remember_inventory(self)  # every drill reads the topology: its secrets are masked from here on
         instances = tuple(
             AppInstance(
                 host=h,
