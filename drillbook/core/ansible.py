@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import errno
 import json
 import os
 import re
@@ -152,6 +153,12 @@ def missing_executable(res: Mapping[str, Any]) -> str | None:
         # chdir or a file argument may be what is missing; name the program only when it is the one
         if first is None or first == match.group(1) or str(first).endswith("/" + match.group(1)):
             return match.group(1)
+    if str(res.get("msg", "")).startswith("Error executing command") and res.get("rc") == errno.ENOENT:
+        # ansible-core >= 2.19 says only this, with the errno as rc: exec found no such program
+        cmd = res.get("cmd")
+        words = cmd if isinstance(cmd, list) else str(cmd or "").split()
+        if words:
+            return str(words[0])
     if res.get("rc") == 127:
         found = _NOT_FOUND.search(text)
         if found:
