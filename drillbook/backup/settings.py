@@ -81,9 +81,19 @@ class BackupSettings(BaseModel):
         return self.jobs or os.cpu_count() or 1
 
 
+#: Settings whose documented ``null`` means "off". ``Inventory.settings`` keeps a
+#: model default for a variable set to null, so without this ``backup_rpo_query:
+#: null`` still ran the default sentinel query.
+NULL_MEANS_OFF = ("rpo_query",)
+_UNSET = object()
+
+
 def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
     """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top."""
     settings = inv.settings(BackupSettings, prefix="backup_")
+    off = {f: None for f in NULL_MEANS_OFF if inv.var(f"backup_{f}", _UNSET) is None}
+    if off:
+        settings = settings.model_copy(update=off)
     if overrides:
         settings = BackupSettings.model_validate({**settings.model_dump(), **overrides})
     return settings
