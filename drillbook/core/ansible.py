@@ -330,6 +330,12 @@ def ansible_env() -> dict[str, str]:
         )
         if not said:
             env[default.env] = default.value
+    # ansible-runner turns host key checking off unless ANSIBLE_HOST_KEY_CHECKING is
+    # set: pass on what the user's settings say (Ansible's default: on). An
+    # inventory can still turn it off for its hosts (the lab: ansible_host_key_checking).
+    if "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        checking, _ = manager.get_config_value_and_origin("HOST_KEY_CHECKING")
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "True" if checking in (True, "True", "true", "1", 1) else "False"
     roles, origin = manager.get_config_value_and_origin("DEFAULT_ROLES_PATH")
     user_roles = [str(r) for r in (roles or [])] if origin != "default" else []
     env["ANSIBLE_ROLES_PATH"] = os.pathsep.join([*user_roles, str(ROLES)])
