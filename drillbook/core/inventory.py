@@ -257,7 +257,14 @@ class Inventory:
             postgres_admin_dsn=str(self.var("postgres_admin_dsn") or dsn),
             redis_url=self.var("redis_url") if self.has_group("cache") else None,
             app_instances=instances,
-            haproxy_socket=self.var("haproxy_admin_socket", host=lb_host) if lb_host else None,
+            # haproxy_control_socket: the runtime API as the control machine reaches it (an
+            # SSH-forwarded unix socket on a fleet); else the load balancer's own address (the lab).
+            haproxy_socket=(
+                self.var("haproxy_control_socket", host=lb_host)
+                or self.var("haproxy_admin_socket", host=lb_host)
+            )
+            if lb_host
+            else None,
             haproxy_backend=str(self.var("haproxy_backend", "app")),
             haproxy_stats_url=self.var("haproxy_stats_url", host=lb_host) if lb_host else None,
         )

@@ -30,6 +30,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from drillbook.core.inventory import Inventory
@@ -134,7 +135,8 @@ def remember_inventory(inv: Inventory) -> None:
             except DrillbookError:
                 continue
             if isinstance(value, str):
-                remember(value)
+                # as written, and as it appears inside a URL (redis://:p%40ss@host)
+                remember(value, quote(value, safe=""))
                 # user:password pairs (haproxy_stats_auth) leak through their password part too.
                 if ":" in value:
                     remember(value.split(":", 1)[1])
