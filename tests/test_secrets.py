@@ -208,7 +208,8 @@ def test_no_lab_password_in_any_artefact_of_a_set_of_drills(
     ]
     assert not loose, loose
     assert all(stat.S_IMODE(p.stat().st_mode) == file_mode for p in junit_dir.iterdir())
-    assert verdicts, verdicts
+    # every drill ended with a verdict (pass, fail or error), none crashed before its report
+    assert set(verdicts.values()) <= {0, 1, 2}, verdicts
 
 
 @pytest.mark.lab
