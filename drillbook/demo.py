@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drillbook.core.console import Progress, err, out
-from drillbook.core.drill import Drill, DrillContext, execute
+from drillbook.core.drill import AnyDrill, DrillContext, execute
 from drillbook.core.errors import DrillbookError
 from drillbook.core.inventory import Inventory
 from drillbook.core.journal import Journal
@@ -24,7 +24,7 @@ class DemoStep:
     """One line of the demo: a label and how to build its drill (None when not applicable)."""
 
     label: str
-    build: Callable[[Inventory], Drill]
+    build: Callable[[Inventory], AnyDrill]
     expect: str = "pass"  # a deliberately bad canary is expected to fail
 
 
@@ -39,68 +39,68 @@ class DemoResult:
         return self.journal is not None and self.journal.verdict == self.step.expect
 
 
-def _smoke(inv: Inventory) -> Drill:
+def _smoke(inv: Inventory) -> AnyDrill:
     from drillbook.smoke import Smoke
 
     return Smoke()
 
 
-def _audit_http(inv: Inventory) -> Drill:
+def _audit_http(inv: Inventory) -> AnyDrill:
     from drillbook.audit.drill import HttpAudit
 
     return HttpAudit()
 
 
-def _audit_hosts(inv: Inventory) -> Drill:
+def _audit_hosts(inv: Inventory) -> AnyDrill:
     from drillbook.audit.drill import HostsAudit
 
     return HostsAudit()
 
 
-def _backup_run(inv: Inventory) -> Drill:
+def _backup_run(inv: Inventory) -> AnyDrill:
     from drillbook.backup import BackupRun, load_settings
 
     return BackupRun(load_settings(inv))
 
 
-def _backup_restore_test(inv: Inventory) -> Drill:
+def _backup_restore_test(inv: Inventory) -> AnyDrill:
     from drillbook.backup import RestoreTest, load_settings
 
     return RestoreTest(load_settings(inv), boot_app=True)
 
 
-def _migrate_rehearse(inv: Inventory) -> Drill:
+def _migrate_rehearse(inv: Inventory) -> AnyDrill:
     from drillbook.migrate import Rehearse, load_settings
 
     # The lab is at head after lab.up: rehearse the whole chain from the first revision.
     return Rehearse(load_settings(inv), from_="0001")
 
 
-def _kill_redis(inv: Inventory) -> Drill:
+def _kill_redis(inv: Inventory) -> AnyDrill:
     from drillbook.chaos import KillRedis
 
     return KillRedis.for_inventory(inv, duration_s=3)
 
 
-def _kill_db(inv: Inventory) -> Drill:
+def _kill_db(inv: Inventory) -> AnyDrill:
     from drillbook.chaos import KillDb
 
     return KillDb.for_inventory(inv, duration_s=3)
 
 
-def _load_run(inv: Inventory) -> Drill:
+def _load_run(inv: Inventory) -> AnyDrill:
     from drillbook.load.drill import demo_run
 
     return demo_run(inv)  # a short run at the lab's target rate + 20 % headroom
 
 
-def _good_canary(inv: Inventory) -> Drill:
+def _good_canary(inv: Inventory) -> AnyDrill:
     from drillbook.canary.demo import good_canary
 
     return good_canary(inv)
 
 
-def _bad_canary(inv: Inventory) -> Drill:
+def _bad_canary(inv: Inventory) -> AnyDrill:
     from drillbook.canary.demo import bad_canary
 
     return bad_canary(inv)

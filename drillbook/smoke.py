@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.inventory import Topology
 from drillbook.core.items_api import cursor_after
 
@@ -128,7 +128,7 @@ def smoke_checks(topo: Topology, timeout_s: float = 5.0, max_pages: int = 10) ->
     return steps
 
 
-class Smoke(Drill):
+class Smoke(LegacyDrill):
     """Liveness, readiness, a database round trip and an items CRUD cycle through the load balancer."""
 
     name: ClassVar[str] = "smoke"

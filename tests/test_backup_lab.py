@@ -36,7 +36,9 @@ from drillbook.backup import (
     restore_into,
     take_backup,
 )
-from drillbook.backup.drill import KEY_MEASUREMENTS
+from drillbook.backup import restore as restore_module
+from drillbook.backup.errors import RestoreMismatch
+from drillbook.backup.restore_drill import KEY_MEASUREMENTS
 from drillbook.core import pgdata
 from drillbook.core.drill import DrillContext, execute
 from drillbook.core.errors import ConfigError
@@ -323,6 +325,47 @@ def test_corrupted_file_fails_the_drill_and_names_the_file(
     )
     assert res.returncode == 1, res.stderr
     assert name in res.stdout and "Traceback" not in res.stdout + res.stderr
+
+
+def test_a_fault_inside_restore_into_fails_the_drill(
+    inv: Inventory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drill restores through restore_into: a row lost inside it fails the drill and the real restore."""
+    real = restore_module.pg_restore
+
+    def loses_a_row(*args: Any, **kwargs: Any) -> float:
+        seconds = real(*args, **kwargs)
+        with pgdata.connect(args[2]) as conn:  # the target database, just restored
+            conn.execute("DELETE FROM sentinel WHERE ctid = (SELECT ctid FROM sentinel LIMIT 1)")
+        return seconds
+
+    settings = _settings(inv, tmp_path, rpo_query=None, scratch_prefix="drillbook_test_bk_fault")
+    take_backup(inv, settings=settings)
+    monkeypatch.setattr(restore_module, "pg_restore", loses_a_row)
+
+    journal = _drill(inv, settings, tmp_path / "reports")
+    assert journal.verdict == "fail" and journal.exit_code == 1 and not journal.error
+    (failed,) = journal.failed_checks
+    assert failed.name == "tables_match_manifest" and "public.sentinel" in failed.detail
+    (entry,) = list_backups(open_repository(settings))
+    assert entry.manifest is not None
+    assert journal.measurements["tables_verified"] == len(entry.manifest.tables) - 1
+    assert not _databases(inv, "drillbook_test_bk_fault"), "the scratch database must be dropped"
+
+    # the same fault in a real restore (backup.restore, migrate): refused, nothing left behind
+    with pytest.raises(RestoreMismatch, match=r"public\.sentinel"):
+        restore_into(inv, "drillbook_test_bk_fault_copy", settings=settings)
+    assert not _databases(inv, "drillbook_test_bk_fault")
+
+    # a stage of restore_into that raises is the drill's error (exit 2), the scratch dropped
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("fault injected into verify_tables")
+
+    monkeypatch.setattr(restore_module, "verify_tables", broken)
+    journal = _drill(inv, settings, tmp_path / "reports")
+    assert journal.verdict == "error" and "fault injected" in str(journal.error)
+    assert any(p.name == "act/verify" and not p.ok for p in journal.phases)
+    assert not _databases(inv, "drillbook_test_bk_fault")
 
 
 def test_unreachable_repository_is_one_line_exit_2(inv: Inventory, tmp_path: Path) -> None:

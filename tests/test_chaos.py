@@ -333,14 +333,14 @@ def test_task_docstrings_name_their_runbooks() -> None:
 
 
 def test_unhealthy_target_gets_no_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing listens on the test inventory's ports: the steady state fails, no playbook runs."""
+    """Nothing listens on the test inventory's ports: could not run (error, exit 2), no playbook runs."""
     monkeypatch.setenv("DRILLBOOK_STATE_DIR", str(tmp_path / "state"))
     inv = load_inventory(TEST_INVENTORY)
     ran: list[str] = []
     monkeypatch.setattr("drillbook.chaos.drill.run_playbook", lambda *a, **k: ran.append("playbook"))
     drill = KillDb(build_plan(inv, "kill-db", ChaosSettings()), duration_s=1)
     journal = execute(drill, DrillContext(inventory=inv, report_root=tmp_path / "reports", quiet=True))
-    assert journal.verdict == "fail" and journal.exit_code == 1
+    assert journal.verdict == "error" and journal.exit_code == 2
     assert ran == []
     (check,) = journal.failed_checks
     assert check.name == "steady_state" and "no fault injected" in check.detail

@@ -13,7 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from drillbook.core.checks import Measurements, at_most, witnessed
 from drillbook.core.drill import Drill, DrillContext, DrillRun, execute
 from drillbook.core.errors import LockHeld
 from drillbook.core.inventory import load_inventory
@@ -28,31 +30,40 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DrillContext:
     return DrillContext(inventory=load_inventory(INVENTORY), report_root=tmp_path / "reports", quiet=True)
 
 
-class Recorder(Drill):
+class Limits(BaseModel):
+    figure_limit_s: float
+
+
+class Figures(Measurements):
+    figure_s: float | None = witnessed("the test itself")
+
+
+class Recorder(Drill[None, None, Figures]):
+    """A drill in the declared-checks shape: a typed record, one check limited by a setting."""
+
     name = "test.recorder"
     runbook = "runbooks/README.md"
+    measured = Figures
+    checks = (at_most("figure_s", limit_from="figure_limit_s"),)
 
-    def __init__(self, value: float, limit: float, fail_in: str | None = None) -> None:
-        super().__init__(value=value)
-        self.value, self.limit, self.fail_in = value, limit, fail_in
+    def __init__(self, value: float | None, limit: float, fail_in: str | None = None) -> None:
+        super().__init__(Limits(figure_limit_s=limit), value=value)
+        self.value, self.fail_in = value, fail_in
         self.restored: list[str] = []
 
     def preflight(self, run: DrillRun) -> None:
         if self.fail_in == "preflight":
             run.require("steady_state", False, True, False, "not healthy")
 
-    def act(self, run: DrillRun) -> None:
+    def act(self, run: DrillRun, plan: None) -> None:
         run.on_restore("undo-first", lambda: self.restored.append("first"))
         run.on_restore("undo-second", lambda: self.restored.append("second"))
         with run.phase("step"):
             if self.fail_in == "act":
                 raise RuntimeError("boom")
 
-    def observe(self, run: DrillRun) -> None:
-        run.measure("figure_s", self.value, witness="the test itself")
-
-    def verify(self, run: DrillRun) -> None:
-        run.check_at_most("figure_s", self.value, self.limit)
+    def observe(self, run: DrillRun, plan: None, acted: None) -> Figures:
+        return Figures(figure_s=self.value)
 
     def restore(self, run: DrillRun) -> None:
         self.restored.append("final")
@@ -84,7 +95,17 @@ def test_pass_writes_journal_with_every_field(ctx: DrillContext) -> None:
         assert key in data, key
     assert data["measurements"]["figure_s"] == 1.0
     assert data["witnesses"]["figure_s"] == "the test itself"
-    assert data["checks"] == [{"name": "figure_s", "value": 1.0, "limit": "<= 2.0", "ok": True, "detail": ""}]
+    assert data["checks"] == [
+        {
+            "name": "figure_s",
+            "value": 1.0,
+            "limit": 2.0,
+            "ok": True,
+            "detail": "",
+            "op": "<=",
+            "limit_from": "figure_limit_s",
+        }
+    ]
     names = [p["name"] for p in data["phases"]]
     assert names[:5] == ["preflight", "act", "act/step", "observe", "verify"]
     assert "restore" in names and names[-1] == "report"
@@ -112,12 +133,34 @@ def test_exception_gives_error_and_still_restores(ctx: DrillContext) -> None:
     assert (Path(journal.report_dir or "") / "traceback.txt").exists()
 
 
-def test_failed_steady_state_stops_before_acting(ctx: DrillContext) -> None:
+def test_failed_steady_state_is_an_error_and_stops_before_acting(ctx: DrillContext) -> None:
+    """A service that was not healthy before the drill is not blamed: could not run, exit 2."""
     drill = Recorder(value=1.0, limit=2.0, fail_in="preflight")
     journal = execute(drill, ctx)
-    assert journal.verdict == "fail"
+    assert journal.verdict == "error" and journal.exit_code == 2
+    assert "precondition not met" in (journal.error or "")
     assert "act" not in [p.name for p in journal.phases]
     assert drill.restored == ["final"]
+
+
+def test_unmeasured_value_fails_its_check_naming_why(ctx: DrillContext) -> None:
+    journal = execute(Recorder(value=None, limit=2.0), ctx)
+    assert journal.verdict == "fail"
+    (check,) = journal.failed_checks
+    assert check.value is None and check.limit == 2.0 and "not measured" in check.detail
+
+
+def test_a_check_on_an_undeclared_measurement_is_refused_at_definition() -> None:
+    with pytest.raises(TypeError, match="figure_ms"):
+
+        class Wrong(Drill[None, None, Figures]):
+            measured = Figures
+            checks = (at_most("figure_ms", limit=1.0),)
+
+
+def test_report_folder_is_private(ctx: DrillContext) -> None:
+    journal = execute(Recorder(value=1.0, limit=2.0), ctx)
+    assert Path(journal.report_dir or "").stat().st_mode & 0o777 == 0o700
 
 
 def test_junit_lists_each_check(ctx: DrillContext, tmp_path: Path) -> None:
@@ -150,7 +193,7 @@ SLOW_DRILL = textwrap.dedent(
 
     class Slow(Drill):
         name = "test.slow"
-        def act(self, run):
+        def act(self, run, plan):
             run.on_restore("put-back", lambda: (time.sleep(0.5), marker.write_text("restored")))
             run.note("acting")
             print("ACTING", flush=True)

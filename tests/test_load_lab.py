@@ -55,7 +55,9 @@ def test_impossible_sla_fails_and_names_the_thresholds(
     assert journal.verdict == "fail" and journal.exit_code == 1
     assert [c.name for c in journal.failed_checks] == ["p95_ms", "p99_ms"]
     data = json.loads((Path(journal.report_dir) / "journal.json").read_text())
-    limits = {c["name"]: c["limit"] for c in data["checks"]}
-    assert limits["p95_ms"] == "<= 0.001"
+    checks = {c["name"]: c for c in data["checks"]}
+    assert (checks["p95_ms"]["op"], checks["p95_ms"]["limit"]) == ("<=", 0.001)
+    assert checks["p95_ms"]["limit_from"] == "sla_p95_ms" and data["thresholds"]["sla_p95_ms"] == 0.001
+    assert (checks["achieved_rps"]["op"], checks["achieved_rps"]["limit"]) == (">=", pytest.approx(36 * 0.97))
     summary = (Path(journal.report_dir) / "summary.md").read_text()
     assert "| p95_ms |" in summary and "**NO**" in summary

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 import drillbook.load
+from drillbook.core.checks import evaluate
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import load_inventory
 from drillbook.core.journal import Check, Journal
 from drillbook.core.metrics import parse
+from drillbook.load.drill import LoadRun
 from drillbook.load.judge import LoadFigures, compute, judge
 from drillbook.load.latency import Histogram, Recorder, bucket_of, bucket_value
+from drillbook.load.measured import limits_for, measured_from
 from drillbook.load.plan import LoadPlan, LoadSettings, make_plan, parse_duration
 from drillbook.load.plot import plot_run
 from drillbook.load.report import find_run, reprint, section
@@ -321,6 +324,23 @@ def test_busy_generator_that_kept_the_rate_is_only_a_note(tmp_path: Path) -> Non
     assert any("generator under strain" in n for n in judgement.notes)
 
 
+@pytest.mark.parametrize(
+    "scenario",
+    [{}, {"rate": 100, "latency_ms": 200, "fail_every": 10}, {"rate": 130}, {"rate": 100}, {"cpu": 95}],
+)
+def test_declared_checks_judge_as_the_judge_does(tmp_path: Path, scenario: dict[str, Any]) -> None:
+    """LoadRun's declared checks fail exactly where the judge's four did, with numeric limits."""
+    plan = _plan()
+    fig = compute(plan, _outcome(tmp_path, **scenario), None)
+    checks = evaluate(LoadRun.checks, measured_from(fig, plan), limits_for(SETTINGS, plan))
+    failed = sorted({c.name.removesuffix("_max") for c in checks if not c.ok})
+    assert failed == sorted(judge(fig, SETTINGS).breached)
+    by_name = {c.name: c for c in checks}
+    assert by_name["achieved_rps"].limit == pytest.approx(120 * (1 - SETTINGS.rate_tolerance_pct / 100))
+    assert (by_name["achieved_rps_max"].op, by_name["p95_ms"].op) == ("<=", "<=")
+    assert by_name["p95_ms"].limit == SETTINGS.sla_p95_ms and by_name["p95_ms"].limit_from == "sla_p95_ms"
+
+
 # -- witnesses -----------------------------------------------------------------------------------
 HIST = """# TYPE http_request_duration_seconds histogram
 http_request_duration_seconds_bucket{{route="/items/{{item_id}}",method="GET",le="0.01"}} {a}
@@ -379,7 +399,10 @@ def test_plot_is_a_png_with_real_content(tmp_path: Path) -> None:
 
 def _journal(fig: LoadFigures, tmp_path: Path) -> Journal:
     j = Journal(drill="load.run", inventory="inventory/lab", environment="lab", verdict="fail")
-    j.checks = [Check("p95_ms", 80.0, "<= 50", False)]
+    j.checks = [
+        Check("p95_ms", 80.0, "<= 50", False),  # a journal from before declared checks
+        Check("p99_ms", 90.0, 60.0, False, op="<=", limit_from="sla_p99_ms"),
+    ]
     j.measurements = {
         "target_rps": 120.0,
         "achieved_rps": fig.achieved_rps,
@@ -399,7 +422,8 @@ def test_section_and_reprint(tmp_path: Path) -> None:
     assert "![achieved rate and p95 over time](load.png)" in text
     assert "`GET /items/[id]`" in text and "[Locust's HTML report](locust.html)" in text
     again = reprint(j, tmp_path)
-    assert again.startswith("# load.run: FAIL") and "| p95_ms | 80" in again
+    assert again.startswith("# load.run: FAIL") and "| p95_ms | 80 | <= 50 |" in again
+    assert "| p99_ms | 90 | <= 60 | **NO** |" in again, "a numeric limit is shown with its comparison"
     assert "note: generator under strain" in again
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import LAB_INVENTORY
 from drillbook.migrate import load_settings
-from drillbook.migrate.command import CommandResult, run_local, url_for_database
+from drillbook.migrate.command import CommandResult, Connection, MigrateCommand, run_local, url_for_database
 from drillbook.migrate.data import TableData
 from drillbook.migrate.data import diff as data_diff
 from drillbook.migrate.locks import HeldLock, LockReport
+from drillbook.migrate.proof import choose_marker, reported_revisions
 from drillbook.migrate.revisions import RevisionGraph, parse_history, plan, script_has_downgrade
 from drillbook.migrate.schema import Catalog, diff, order_changes
 from drillbook.migrate.settings import MigrateSettings
@@ -256,3 +258,85 @@ def test_lock_report_wording() -> None:
     assert report.summary().startswith("AccessExclusiveLock on items for >= 0.120s (seen in 7 samples)")
     assert LockReport(interval_s=0.02, samples=5).longest_s == 0.0
     assert LockReport(interval_s=0.02, error="side connection failed").longest_s is None
+
+
+# -- connection placeholders and the target proof's pure parts ------------------------------------
+URL = "postgresql://app:s3cret-pw@db.example:6543/scratch_1"
+_ECHO = (
+    "import os, sys; print(sys.argv[1:]); "
+    "print(os.environ['PW'][::-1] == 'wp-terc3s', os.environ['PGPASSWORD'][::-1] == 'wp-terc3s'); "
+    "print(os.environ.get('WHOLE')); print('leak:', os.environ.get('PW'))"
+)
+
+
+def _command(**settings: object) -> MigrateCommand:
+    inv = load_inventory(Path(__file__).parent / "data" / "inventory")
+    return MigrateCommand(inv, MigrateSettings.model_validate(settings))
+
+
+def test_placeholders_reach_argv_without_the_password_and_env_with_it() -> None:
+    echo = f"{shlex.quote(sys.executable)} -c {shlex.quote(_ECHO)}"
+    cmd = _command(
+        cmd=echo + " {dsn} {host} {port} {database} {user}",
+        env={"PW": "{password}", "WHOLE": "{dsn}"},
+        dsn_env=None,
+    )
+    result = cmd.run([], dsn=URL)
+    assert result.ok, result.why()
+    assert result.argv[3:] == (
+        "postgresql://app@db.example:6543/scratch_1",
+        "db.example",
+        "6543",
+        "scratch_1",
+        "app",
+    )
+    lines = result.stdout.splitlines()
+    assert lines[1] == "True True"  # the password went through the environment only
+    assert lines[2] == "postgresql://app:***@db.example:6543/scratch_1"  # and is cut from the output
+    assert lines[3] == "leak: ***"
+    assert "s3cret" not in result.log() and "s3cret" not in " ".join(result.argv)
+
+
+def test_dsn_env_is_still_a_shorthand_for_the_whole_url() -> None:
+    probe = "import os; print(os.environ['DBURL'].replace('s3cret-pw', 'PW'))"
+    cmd = _command(cmd=f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}", dsn_env="DBURL")
+    result = cmd.run([], dsn=URL)
+    assert result.stdout.strip() == "postgresql://app:PW@db.example:6543/scratch_1"
+
+
+def test_password_in_argv_and_a_command_without_connection_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"must not use \{password\}"):
+        _command(cmd="alembic -x pw={password} upgrade", dsn_env=None)
+    with pytest.raises(ConfigError, match="gets no connection from drillbook"):
+        _command(cmd="alembic", dsn_env=None, env={"X": "1"})
+    assert _command(cmd="alembic", dsn_env=None, env={"APP_DB_NAME": "{database}"}).base_argv == ["alembic"]
+
+
+def test_connection_parts_of_a_conninfo_string() -> None:
+    conn = Connection.of("host=10.0.0.5 port=5433 dbname=app user=svc password=pw123")
+    assert (conn.host, conn.port, conn.database, conn.user, conn.password) == (
+        "10.0.0.5",
+        "5433",
+        "app",
+        "svc",
+        "pw123",
+    )
+    assert "pw123" not in conn.public_dsn and "dbname=app" in conn.public_dsn
+
+
+def test_current_output_is_read_as_known_revisions_and_the_marker_differs_from_the_source() -> None:
+    result = CommandResult(
+        argv=("alembic", "current"),
+        where="control machine",
+        rc=0,
+        stdout="0003 (head)\nsome banner line\n",
+        stderr="INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\n",
+        duration_s=0.5,
+    )
+    g = graph()
+    assert reported_revisions(result, g) == ["0003"]
+    assert choose_marker(g, ("0003",)) == ["0001"]
+    assert choose_marker(g, ("0001",)) == ["0002"]
+    assert choose_marker(g, ()) == ["0001"]
+    single = parse_history("Rev: 0001 (head)\nParent: <base>\nPath: /x/0001.py\n\n    One.\n")
+    assert choose_marker(single, ("0001",)) == []

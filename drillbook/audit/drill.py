@@ -8,7 +8,7 @@ from drillbook.audit import AUDIT_CHECKS
 from drillbook.audit import hosts as hosts_audit
 from drillbook.audit import http as http_audit
 from drillbook.audit.http import Finding
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 
 
 def _record(run: DrillRun, drill: str, findings: list[Finding]) -> None:
@@ -19,7 +19,7 @@ def _record(run: DrillRun, drill: str, findings: list[Finding]) -> None:
     run.measure("checks_failed", sum(1 for f in findings if not f.ok))
 
 
-class HttpAudit(Drill):
+class HttpAudit(LegacyDrill):
     """Outside-in checks of the service behind the load balancer."""
 
     name: ClassVar[str] = "audit.http"
@@ -31,7 +31,7 @@ class HttpAudit(Drill):
         _record(run, self.name, http_audit.run_checks(run.inventory.topology, settings))
 
 
-class HostsAudit(Drill):
+class HostsAudit(LegacyDrill):
     """Checks on the hosts: service user, Redis persistence, PostgreSQL settings, backup schedule, secrets."""
 
     name: ClassVar[str] = "audit.hosts"

@@ -1,8 +1,11 @@
 """Restoring a backup: choose it, fetch it, prove its files intact, pg_restore it, prove its data.
 
-The steps are separate functions so the restore drill can time and journal
-each one; :func:`restore_into` chains them for callers that just want a
-verified copy of a backup in a database (the migration rehearsal).
+:func:`restore_into` chains the steps and is the only restore there is: the
+real recovery (``backup.restore``), the migration rehearsal and the restore
+drill (``backup.restore-test``) all run it, so a drill that passes has proven
+the code a 3 a.m. recovery runs. The drill observes the stages through
+:class:`RestoreHooks` and chooses the scratch target through ``admin_dsn``.
+The steps stay separate functions for the benchmark and the tests.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from drillbook.backup.errors import BackupCorrupt, RestoreMismatch
 from drillbook.backup.manifest import FileProblem, Manifest, check_files
@@ -64,69 +66,6 @@ def restore_admin_dsn(inv: Inventory, settings: BackupSettings) -> str:
 def protected_names(inv: Inventory, settings: BackupSettings) -> set[str]:
     """Database names a restore must never create over or drop: the source's."""
     return {pgdata.database_name(source_dsn(inv, settings)), pgdata.database_name(inv.topology.postgres_dsn)}
-
-
-# -- disk ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SpaceCheck:
-    what: str
-    path: str
-    need_bytes: int
-    free_bytes: int
-
-    @property
-    def ok(self) -> bool:
-        return self.free_bytes >= self.need_bytes
-
-    def __str__(self) -> str:
-        return (
-            f"{self.what} at {self.path}: need {self.need_bytes / 1e6:.0f} MB, "
-            f"free {self.free_bytes / 1e6:.0f} MB"
-        )
-
-
-def _free(path: Path) -> tuple[Path, int]:
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return probe, shutil.disk_usage(probe).free
-
-
-def space_checks(
-    manifest: Manifest, repo: Repository, settings: BackupSettings, admin_dsn: str | None
-) -> tuple[list[SpaceCheck], list[str]]:
-    """Free space where the restore will write, when it can be known from here.
-
-    The download needs the backup's size on the control machine (S3 only); the
-    database needs about the source's size where the restore server keeps its
-    data, which is known when that server runs on this machine (``admin_dsn``
-    None: a scratch cluster in the work directory). Returns the
-    checks made and the ones that could not be made (for the journal).
-    """
-    checks: list[SpaceCheck] = []
-    unknown: list[str] = []
-    head = settings.disk_headroom
-    if repo.kind != "local":
-        where, free = _free(work_dir(settings))
-        checks.append(SpaceCheck("download", str(where), int(manifest.total_bytes * head), free))
-    if admin_dsn is None:  # a scratch cluster in the work directory
-        where, free = _free(work_dir(settings))
-        need = manifest.db_size_bytes + (manifest.total_bytes if repo.kind != "local" else 0)
-        checks[:] = [SpaceCheck("scratch cluster + download", str(where), int(need * head), free)]
-        return checks, unknown
-    params = pgdata.dsn_params(admin_dsn)
-    host = str(params.get("host") or "localhost")
-    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("/"):
-        with pgdata.connect(admin_dsn) as conn:
-            data_dir = pgdata.data_directory(conn)
-        if data_dir and Path(data_dir).exists():
-            where, free = _free(Path(data_dir))
-            checks.append(SpaceCheck("database", str(where), int(manifest.db_size_bytes * head), free))
-        else:
-            unknown.append(f"database: data directory of {pgdata.describe(admin_dsn)} not visible here")
-    else:
-        unknown.append(f"database: {host} is remote, its free space is not known from here")
-    return checks, unknown
 
 
 # -- fetching and integrity -------------------------------------------------------------------
@@ -268,6 +207,27 @@ class RestoreResult:
     verify: VerifyResult | None
 
 
+class RestoreHooks:
+    """An observer of one restore, told as each stage starts and ends (no-op methods: override some).
+
+    :func:`restore_into` is the one restore there is: ``backup.restore``, the migration
+    rehearsal and the restore drill all run it, so the drill tests exactly what a
+    recovery runs. What the drill needs beyond a plain restore it learns through
+    this hook rather than through a copy of the steps: the seconds of every stage
+    as it ends (so a restore that fails at ``integrity`` still tells how long the
+    download took) and which stage was running when something raised.
+    """
+
+    def stage_started(self, stage: Stage) -> None:
+        """``stage`` begins."""
+
+    def stage_done(self, stage: Stage, seconds: float, detail: str) -> None:
+        """``stage`` ended without raising after ``seconds``; ``detail`` says what it did."""
+
+
+Stage = Literal["download", "integrity", "restore", "verify"]
+
+
 def restore_into(
     inv: Inventory,
     database: str,
@@ -281,11 +241,14 @@ def restore_into(
     verify: bool = True,
     progress: ProgressFn | None = None,
     phase: PhaseFn | None = None,
+    hooks: RestoreHooks | None = None,
+    raise_on_mismatch: bool = True,
 ) -> RestoreResult:
     """Restore a backup (``backup_id``, default the newest) into a new database named ``database``.
 
     The database is created on the restore server (``admin_dsn``, default
-    ``backup_restore_dsn`` or the inventory's admin DSN); the source's name is
+    ``backup_restore_dsn`` or the inventory's admin DSN; a scratch cluster's DSN
+    for the drill's ``--scratch cluster``); the source's name is
     refused unless ``allow_source`` (and then an existing database is only
     dropped with ``replace`` too). Files are checked against their SHA-256
     before pg_restore, and with ``verify`` every table's rows and checksum
@@ -293,6 +256,12 @@ def restore_into(
     created is dropped again (a replaced one is left for the operator). Raises :class:`BackupCorrupt`,
     :class:`RestoreMismatch`, ``BackupFailed``, ``RepositoryError``,
     ``ConfigError``.
+
+    ``hooks`` observes the stages (see :class:`RestoreHooks`). With
+    ``raise_on_mismatch=False`` a verified restore whose tables differ from the
+    manifest is returned (``result.verify.ok`` False, the database kept) instead
+    of raising: for the restore drill, which goes on measuring and lets its
+    declared checks judge the mismatch.
 
     Callers inside a drill that keep the database should register its drop
     *before* calling, so Ctrl-C during the restore drops it too (the drop is
@@ -305,41 +274,59 @@ def restore_into(
     settings = settings or load_settings(inv)
     repo = repository or open_repository(settings)
     say = progress or (lambda _msg: None)
+    watch = hooks or RestoreHooks()
     step = phase or _no_phase
     admin = admin_dsn or restore_admin_dsn(inv, settings)
     protect = set() if allow_source else protected_names(inv, settings)
     pgdata.guard(database, protect)
     jobs = settings.effective_jobs
 
+    took: dict[Stage, float] = {}
+
+    @contextmanager
+    def stage(name: Stage) -> Iterator[list[str]]:
+        """Time one stage as a phase of the caller's and report it to ``hooks``; yields a detail slot.
+
+        The clock runs inside the caller's phase, so a journal written when the phase ends
+        (``run.phase`` saves it) is not counted as restore time.
+        """
+        watch.stage_started(name)
+        detail: list[str] = []
+        with step(name):
+            t0 = time.monotonic()
+            yield detail
+            took[name] = time.monotonic() - t0
+        watch.stage_done(name, took[name], "; ".join(detail))
+
     repo.check()
     manifest = pick_backup(repo, backup_id)
     say(f"restoring backup {manifest.id} from {repo.location} into {database}")
-    t = time.monotonic()
-    with step("download"):
+    with stage("download") as detail:
         fetched = fetch(repo, manifest, settings, progress=say)
-    download_s = time.monotonic() - t
+        detail.append(
+            f"{fetched.downloaded_bytes / 1e6:.1f} MB" if fetched.temporary else "local, read in place"
+        )
     created = False
     try:
-        t = time.monotonic()
-        with step("integrity"):
+        with stage("integrity") as detail:
             problems = integrity_problems(fetched, manifest, jobs)
-        integrity_s = time.monotonic() - t
-        if problems:
+            detail.append(f"{len(manifest.files)} files, {manifest.total_bytes / 1e6:.1f} MB")
+        if problems:  # after the stage: its seconds are reported even for a corrupt backup
             raise BackupCorrupt(
                 f"backup {manifest.id}: {len(problems)} bad file(s): " + "; ".join(map(str, problems[:5])),
                 [str(p) for p in problems],
             )
-        t = time.monotonic()
-        with step("restore"):
-            with pgdata.connect(admin) as conn:
-                existed = pgdata.database_exists(conn, database)
-            if existed and not replace:
-                raise ConfigError(f"database {database!r} already exists on {pgdata.describe(admin)}")
+        with pgdata.connect(admin) as conn:
+            existed = pgdata.database_exists(conn, database)
+        if existed and not replace:
+            raise ConfigError(f"database {database!r} already exists on {pgdata.describe(admin)}")
+        with stage("restore") as detail:
             # from here on a database this call created is dropped on failure; one it replaced is
             # left as it is for the operator (dropping it too would leave nothing at all)
             created = not existed
             pgdata.create_database(admin, database, protect=protect, replace=replace)
             target = pgdata.dsn_for(admin, database)
+            say(f"pg_restore -j {jobs} into {database}")
             pg_restore(
                 fetched,
                 manifest,
@@ -348,21 +335,21 @@ def restore_into(
                 no_owner=not pgdata.same_server(admin, source_dsn(inv, settings)),
                 pg_bin_dir=settings.pg_bin_dir,
             )
-        restore_s = time.monotonic() - t
+            detail.append(f"pg_restore -j {jobs} into {database}")
         with pgdata.connect(target) as conn:
             restored_bytes = pgdata.database_size(conn)
         result = None
-        t = time.monotonic()
         if verify:
-            with step("verify"):
+            with stage("verify") as detail:
                 result = verify_tables(target, manifest, jobs)
-            if not result.ok:
+                detail.append(f"{result.tables_verified}/{len(result.tables)} tables match the manifest")
+            if not result.ok and raise_on_mismatch:
                 raise RestoreMismatch(
                     f"restored {database} differs from backup {manifest.id}: "
                     + "; ".join(map(str, result.mismatches[:5])),
                     [str(m) for m in result.mismatches],
                 )
-        verify_s = time.monotonic() - t
+        restore_s = took["restore"]
         say(f"restored {manifest.id} into {database} in {restore_s:.1f}s")
         return RestoreResult(
             backup_id=manifest.id,
@@ -370,10 +357,10 @@ def restore_into(
             database=database,
             dsn=target,
             admin_dsn=admin,
-            download_s=download_s,
-            integrity_s=integrity_s,
+            download_s=took["download"],
+            integrity_s=took["integrity"],
             restore_s=restore_s,
-            verify_s=verify_s,
+            verify_s=took.get("verify", 0.0),
             restored_bytes=restored_bytes,
             verify=result,
         )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from drillbook.core import settings as core_settings
 from drillbook.core.inventory import Inventory
 
 
@@ -89,11 +90,11 @@ _UNSET = object()
 
 
 def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
-    """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top."""
-    settings = inv.settings(BackupSettings, prefix="backup_")
+    """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top.
+
+    Through core's one loader, so a bad value is one ConfigError line naming ``backup_<field>``;
+    an override of ``None`` is kept (it switches an optional check off, e.g. ``rpo_query=None``).
+    A variable of :data:`NULL_MEANS_OFF` set to null in the inventory switches it off the same way.
+    """
     off = {f: None for f in NULL_MEANS_OFF if inv.var(f"backup_{f}", _UNSET) is None}
-    if off:
-        settings = settings.model_copy(update=off)
-    if overrides:
-        settings = BackupSettings.model_validate({**settings.model_dump(), **overrides})
-    return settings
+    return core_settings.load_settings(inv, BackupSettings, "backup_", {**off, **overrides})

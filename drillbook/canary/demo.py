@@ -13,7 +13,7 @@ import time
 
 from drillbook.canary.drill import CanaryDrill, load_settings
 from drillbook.canary.status import fleet_status
-from drillbook.core.drill import Drill
+from drillbook.core.drill import AnyDrill
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
 
@@ -34,13 +34,13 @@ def _build(inv: Inventory, version: str, error_rate: float = 0.0) -> str:
         return fresh
 
 
-def good_canary(inv: Inventory) -> Drill:
+def good_canary(inv: Inventory) -> AnyDrill:
     """A release as good as the running one: expect verdict pass, promoted everywhere."""
     running = fleet_status(inv).version or ""
     version = GOOD[1] if running.startswith(GOOD[0] + "+") or running == GOOD[0] else GOOD[0]
     return CanaryDrill(load_settings(inv), _build(inv, version))
 
 
-def bad_canary(inv: Inventory) -> Drill:
+def bad_canary(inv: Inventory) -> AnyDrill:
     """A release failing 20 % of its requests: expect verdict fail, rolled back within seconds."""
     return CanaryDrill(load_settings(inv), _build(inv, BAD, error_rate=0.2))

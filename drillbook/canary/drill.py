@@ -33,7 +33,7 @@ from drillbook.canary.sources import PrometheusSource, ScrapeSource, Source
 from drillbook.canary.state import Rollout, read_fleet
 from drillbook.canary.watch import ServerWatch, backend_totals
 from drillbook.core import interrupts
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError, TargetUnreachable
 from drillbook.core.traffic import Request, Traffic, constant, items_mix, seed_items, summarize
 
@@ -60,7 +60,7 @@ def load_settings(inv: Any, **overrides: Any) -> CanarySettings:
         raise ConfigError(f"{'.'.join(str(p) for p in first['loc']) or 'option'}: {first['msg']}") from None
 
 
-class _DeployDrill(Drill):
+class _DeployDrill(LegacyDrill):
     """What the three deploy drills share: settings, fleet operations, the rollout record."""
 
     runbook = RUNBOOK

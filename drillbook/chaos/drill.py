@@ -41,7 +41,7 @@ from drillbook.chaos.witness import (
 )
 from drillbook.core import health, interrupts
 from drillbook.core.ansible import PlaybookResult, run_playbook
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import DrillbookError, TargetUnreachable
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import Probe, ProbeSet, Sample, check_url, percentile, wait_until
@@ -97,7 +97,7 @@ class Timeline:
     end: float | None = None
 
 
-class ChaosDrill(Drill):
+class ChaosDrill(LegacyDrill):
     """The shared shape; subclasses set ``fault`` and fill in the hooks at the bottom."""
 
     fault: ClassVar[Fault]

@@ -18,7 +18,7 @@ from drillbook.chaos.plan import ChaosSettings, load_settings
 from drillbook.chaos.witness import Check, host_port, pg_address, postgres_check, redis_check, tcp_check
 from drillbook.core import health
 from drillbook.core.ansible import run_playbook
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import DrillbookError
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import wait_until
@@ -58,7 +58,7 @@ def services(inv: Inventory, s: ChaosSettings) -> list[Service]:
     return out
 
 
-class Recover(Drill):
+class Recover(LegacyDrill):
     """Start PostgreSQL, Redis and every app instance unless running; wait until all is healthy."""
 
     name: ClassVar[str] = "chaos.recover"

@@ -16,11 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drillbook.core.errors import ConfigError
-from drillbook.core.paths import REPO_ROOT
+from drillbook.core.paths import checklist_file
 
 Section = Literal["security", "data", "api", "observability", "reliability", "deployment", "testing"]
 SECTIONS: tuple[str, ...] = Section.__args__  # type: ignore[attr-defined]
-DEFAULT_PATH = REPO_ROOT / "checklist.yml"
 
 
 class Evidence(BaseModel):
@@ -102,7 +101,7 @@ class Checklist(BaseModel):
 
 def load_checklist(path: Path | None = None) -> Checklist:
     """Parse and validate the checklist file (default: checklist.yml at the repository root)."""
-    path = path or DEFAULT_PATH
+    path = path or checklist_file()
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

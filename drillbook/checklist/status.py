@@ -18,6 +18,7 @@ from typing import Literal
 
 from drillbook.checklist.model import Checklist, Item
 from drillbook.checklist.signoff import SignOff, latest
+from drillbook.core.timefmt import age
 from drillbook.report.store import Entry, load_entries, parse_time
 
 State = Literal["proven", "failing", "stale", "unproven"]
@@ -67,11 +68,6 @@ def _has_check(entry: Entry, name: str) -> bool:
     return entry.journal is not None and any(c.name == name for c in entry.journal.checks)
 
 
-def _age(now: datetime, then: datetime) -> str:
-    days = (now - then).total_seconds() / 86400
-    return f"{days * 24:.0f} h ago" if days < 2 else f"{days:.0f} days ago"
-
-
 def _drill(item: Item, required: bool, runs: list[Entry], now: datetime, max_age: timedelta) -> ItemStatus:
     if not runs:
         return ItemStatus(item, "unproven", required, f"{item.evidence.drill} has never run")
@@ -87,11 +83,11 @@ def _drill(item: Item, required: bool, runs: list[Entry], now: datetime, max_age
             item,
             "stale",
             required,
-            f"passed {_age(now, last.ended)} (limit {max_age.days} d)",
+            f"passed {age(now, last.ended)} ago (limit {max_age.days} d)",
             path,
             last.ended,
         )
-    return ItemStatus(item, "proven", required, f"passed {_age(now, last.ended)}", path, last.ended)
+    return ItemStatus(item, "proven", required, f"passed {age(now, last.ended)} ago", path, last.ended)
 
 
 def _audit(
@@ -113,12 +109,12 @@ def _audit(
             item,
             "stale",
             required,
-            f"checked {_age(now, last.ended)} (limit {max_age.days} d)",
+            f"checked {age(now, last.ended)} ago (limit {max_age.days} d)",
             path,
             last.ended,
         )
     return ItemStatus(
-        item, "proven", required, f"{found.detail or 'ok'} ({_age(now, last.ended)})", path, last.ended
+        item, "proven", required, f"{found.detail or 'ok'} ({age(now, last.ended)} ago)", path, last.ended
     )
 
 
@@ -128,7 +124,7 @@ def _manual(
     if sign is None:
         return ItemStatus(item, "unproven", required, f"no sign-off: inv checklist.sign {item.id}")
     at = parse_time(sign.at) or datetime.fromtimestamp(0, UTC)
-    who = f"signed by {sign.by} {_age(now, at)}" + (f": {sign.note}" if sign.note else "")
+    who = f"signed by {sign.by} {age(now, at)} ago" + (f": {sign.note}" if sign.note else "")
     if now - at > max_age:
         return ItemStatus(item, "stale", required, f"{who} (limit {max_age.days} d)", None, at)
     return ItemStatus(item, "proven", required, who, None, at)

@@ -2,17 +2,25 @@
 
     preflight -> act -> observe -> verify -> restore (always) -> report
 
-A drill is a subclass of :class:`Drill` that fills in the phases it needs; each
-phase method receives the :class:`DrillRun`, through which it records
-measurements (with the outside witness that can confirm them), named checks
-(value, limit, ok), artefacts and undo actions. :func:`execute` owns everything
-else: the per-inventory lock, SIGINT/SIGTERM handling, the report directory,
-the journal written after every phase, the restore phase that always runs
-(LIFO undo actions, then :meth:`Drill.restore`), the verdict, ``summary.md``,
-optional JUnit XML and the exit code.
+A drill is a subclass of :class:`Drill` ``[Plan, Acted, Measured]`` whose phases hand
+their results to the next one instead of leaving them on ``self``::
 
-Verdict: ``error`` when something raised (the drill could not measure),
-``fail`` when any check failed, ``pass`` otherwise.
+    plan = preflight(run)                 # settings read, steady state proven
+    acted = act(run, plan)                # the change; undo actions registered
+    measured = observe(run, plan, acted)  # a typed Measurements record
+    verify                                # core evaluates the drill's declared checks
+
+Each phase receives the :class:`DrillRun`, through which it records notes,
+intermediate figures (with their outside witness), artefacts and undo actions.
+:func:`execute` owns everything else: the per-fleet lock, SIGINT/SIGTERM handling,
+the report directory, the journal written after every phase, the restore phase that
+always runs (LIFO undo actions, then :meth:`Drill.restore`), the verdict,
+``summary.md``, optional JUnit XML and the exit code.
+
+Verdict: ``error`` (exit 2) when the drill could not measure: something raised, or a
+precondition checked in ``preflight`` (the steady state) did not hold, since a
+service that was not healthy before the drill cannot be blamed for what the drill
+would have seen; ``fail`` (exit 1) when a declared check failed; ``pass`` otherwise.
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel
+from rich.markup import escape
 
 from drillbook.core import interrupts
+from drillbook.core.checks import CheckSpec, Measurements, evaluate, validate_specs
 from drillbook.core.console import Progress, err
-from drillbook.core.errors import CheckFailed, DrillbookError, DrillInterrupted
+from drillbook.core.errors import CheckFailed, ConfigError, DrillbookError, DrillInterrupted
 from drillbook.core.inventory import Inventory
 from drillbook.core.journal import Check, Journal, Phase, summary_markdown, utc_now, utc_stamp
 from drillbook.core.junit import write_junit
@@ -59,7 +69,7 @@ class _Undo:
 class DrillRun:
     """The handle a drill's phases use to record what happened."""
 
-    def __init__(self, drill: Drill, ctx: DrillContext, report_dir: Path, journal: Journal) -> None:
+    def __init__(self, drill: AnyDrill, ctx: DrillContext, report_dir: Path, journal: Journal) -> None:
         self.drill = drill
         self.ctx = ctx
         self.inventory = ctx.inventory
@@ -83,7 +93,10 @@ class DrillRun:
         return value
 
     def check(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> bool:
-        """Record a named comparison; a failed one makes the verdict ``fail`` (the drill goes on)."""
+        """Record a named comparison; a failed one makes the verdict ``fail`` (the drill goes on).
+
+        Drills on the declared-checks shape do not call this: core's verify does.
+        """
         self.journal.checks.append(Check(name=name, value=value, limit=limit, ok=bool(ok), detail=detail))
         mark = "[green]ok[/green]" if ok else "[red]FAIL[/red]"
         self.progress(f"check {name}: {value} (limit {limit}) {mark}" + (f" - {detail}" if detail else ""))
@@ -100,9 +113,35 @@ class DrillRun:
         return self.check(name, value, True, value is True, detail)
 
     def require(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> None:
-        """A check that stops the drill when it fails (steady state, preconditions)."""
+        """A check that stops the drill when it fails.
+
+        In ``preflight`` (steady state, preconditions) the verdict is then ``error``: the
+        drill could not run. Later (the change itself misbehaved) it is ``fail``.
+        """
         if not self.check(name, value, limit, ok, detail):
             raise CheckFailed(f"{name}: {detail or value}")
+
+    def record(self, measured: BaseModel) -> None:
+        """Journal a measurement record: every field, and the witness of those that name one."""
+        self.journal.measurements.update(measured.model_dump(mode="json"))
+        if isinstance(measured, Measurements):
+            for name, witness in measured.witnesses().items():
+                # A witness named during the run (with its own figures) says more than the declared one.
+                self.journal.witnesses.setdefault(name, witness)
+
+    def verify(self, drill: Drill[Any, Any, Any], measured: BaseModel | None) -> None:
+        """Evaluate the drill's declared checks against its record: the only judge of a verdict."""
+        if not drill.checks:
+            return
+        if measured is None:
+            raise DrillbookError(f"{drill.name} measured nothing, so none of its checks could be judged")
+        for check in evaluate(drill.checks, measured, drill.thresholds):
+            self.journal.checks.append(check)
+            mark = "[green]ok[/green]" if check.ok else "[red]FAIL[/red]"
+            limit = f"{check.op} {check.limit}" if check.op not in ("", "is true") else check.limit
+            detail = f" - {escape(check.detail)}" if check.detail else ""
+            value = escape(str(check.value))
+            self.progress(f"check {check.name}: {value} ({escape(str(limit))}) {mark}{detail}")
 
     def artefact(self, path: Path) -> Path:
         """Register a file in the report directory (paths kept relative to it)."""
@@ -160,11 +199,59 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Drill:
-    """Base class of every drill. Override the phases you need; all default to doing nothing.
+PlanT = TypeVar("PlanT")
+ActedT = TypeVar("ActedT")
+MeasuredT = TypeVar("MeasuredT", bound=BaseModel)
+
+
+class Drill(Generic[PlanT, ActedT, MeasuredT]):
+    """Base class of every drill: override the phases you need, declare ``checks``.
 
     ``name`` is the task name (``chaos.kill-db``), ``runbook`` the runbook an operator
     opens when it fails (printed on failure, checked by ``runbook.check``).
+    ``measured`` is the type ``observe`` returns and ``checks`` what verify compares in
+    it (core/checks.py); a check naming a field the record lacks fails when the class
+    is defined, not in the middle of a drill.
+    """
+
+    name: ClassVar[str] = "drill"
+    runbook: ClassVar[str | None] = None
+    measured: ClassVar[type[BaseModel] | None] = None
+    checks: ClassVar[tuple[CheckSpec, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.measured is not None:
+            validate_specs(cls.checks, cls.measured, cls.__name__)
+
+    def __init__(self, thresholds: BaseModel | None = None, **options: Any) -> None:
+        self.thresholds = thresholds
+        self.options = options
+
+    def preflight(self, run: DrillRun) -> PlanT:
+        """Read settings, prove the steady state; ``run.require`` refuses to act (verdict error)."""
+        return cast(PlanT, None)
+
+    def act(self, run: DrillRun, plan: PlanT) -> ActedT:
+        """Make the change (kill, deploy, restore, load); register undo actions with run.on_restore."""
+        return cast(ActedT, None)
+
+    def observe(self, run: DrillRun, plan: PlanT, acted: ActedT) -> MeasuredT | None:
+        """Sample probes and metrics on a clock; return the measurement record the checks read."""
+        return None
+
+    def restore(self, run: DrillRun) -> None:
+        """Final, idempotent clean-up after the undo actions (e.g. wait until all is healthy)."""
+
+    def report(self, run: DrillRun, measured: MeasuredT | None) -> str:
+        """Extra Markdown for summary.md (plots, tables)."""
+        return ""
+
+
+class LegacyDrill:
+    """The earlier shape: phases that share state on ``self`` and judge in ``verify``.
+
+    Kept while drills move to :class:`Drill`; :func:`execute` runs both.
     """
 
     name: ClassVar[str] = "drill"
@@ -178,7 +265,7 @@ class Drill:
         """Validate, check the steady state. Raise CheckFailed to refuse to act."""
 
     def act(self, run: DrillRun) -> None:
-        """Make the change (kill, deploy, restore, load); register undo actions with run.on_restore."""
+        """Make the change; register undo actions with run.on_restore."""
 
     def observe(self, run: DrillRun) -> None:
         """Sample probes and metrics on a clock."""
@@ -187,14 +274,18 @@ class Drill:
         """Compare measurements with thresholds through run.check*."""
 
     def restore(self, run: DrillRun) -> None:
-        """Final, idempotent clean-up after the undo actions (e.g. wait until all is healthy)."""
+        """Final, idempotent clean-up after the undo actions."""
 
     def report(self, run: DrillRun) -> str:
-        """Extra Markdown for summary.md (plots, tables)."""
+        """Extra Markdown for summary.md."""
         return ""
 
 
-def execute(drill: Drill, ctx: DrillContext) -> Journal:
+AnyDrill = Drill[Any, Any, Any] | LegacyDrill
+DrillClass = type[Drill[Any, Any, Any]] | type[LegacyDrill]
+
+
+def execute(drill: AnyDrill, ctx: DrillContext) -> Journal:
     """Run ``drill`` through the whole lifecycle and return its finished journal."""
     inv = ctx.inventory
     with inventory_lock(inv.lock_scope, drill.name, inv.name):
@@ -211,33 +302,70 @@ def execute(drill: Drill, ctx: DrillContext) -> Journal:
         run = DrillRun(drill, ctx, report_dir, journal)
         run.save()
         if not ctx.quiet:
-            err.print(f"[bold]{drill.name}[/bold] against {inv.name} -> {_display(report_dir)}")
+            where = f"{escape(inv.name)} -> {escape(_display(report_dir))}"
+            err.print(f"[bold]{drill.name}[/bold] against {where}")
+        lifecycle = _Lifecycle(drill, run)
         with interrupts.handled():
             try:
-                for name in LIFECYCLE:
-                    with run.phase(name):
-                        getattr(drill, name)(run)
+                lifecycle.run()
             except CheckFailed as exc:
-                run.note(f"stopped: {exc}")
+                if lifecycle.phase == "preflight":
+                    journal.error = f"precondition not met, nothing was changed: {exc}"
+                    run.note(f"[yellow]could not run:[/yellow] {escape(str(exc))}")
+                else:
+                    run.note(f"stopped: {escape(str(exc))}")
             except DrillInterrupted as exc:
                 journal.interrupted = True
                 journal.error = str(exc)
                 run.note(f"[yellow]{exc}[/yellow]: restoring")
             except DrillbookError as exc:
                 journal.error = str(exc)
-                run.note(f"[red]error:[/red] {exc}")
+                run.note(f"[red]error:[/red] {escape(str(exc))}")
             except Exception as exc:
                 journal.error = f"{type(exc).__name__}: {exc}"
                 (report_dir / "traceback.txt").write_text(traceback.format_exc())
                 run.artefact(report_dir / "traceback.txt")
-                run.note(f"[red]unexpected error:[/red] {journal.error} (traceback.txt)")
+                run.note(f"[red]unexpected error:[/red] {escape(journal.error)} (traceback.txt)")
             finally:
                 _restore(drill, run)
-            _finish(drill, run)
+            _finish(drill, run, lifecycle.measured)
     return journal
 
 
-def _restore(drill: Drill, run: DrillRun) -> None:
+class _Lifecycle:
+    """Runs the four forward phases in order, handing each one's result to the next."""
+
+    def __init__(self, drill: AnyDrill, run: DrillRun) -> None:
+        self.drill = drill
+        self.run_ = run
+        self.phase = ""
+        self.measured: BaseModel | None = None
+
+    def run(self) -> None:
+        drill, run = self.drill, self.run_
+        if isinstance(drill, LegacyDrill):
+            for name in LIFECYCLE:
+                self.phase = name
+                with run.phase(name):
+                    getattr(drill, name)(run)
+            return
+        self.phase = "preflight"
+        with run.phase("preflight"):
+            plan = drill.preflight(run)
+        self.phase = "act"
+        with run.phase("act"):
+            acted = drill.act(run, plan)
+        self.phase = "observe"
+        with run.phase("observe"):
+            self.measured = drill.observe(run, plan, acted)
+            if self.measured is not None:
+                run.record(self.measured)
+        self.phase = "verify"
+        with run.phase("verify"):
+            run.verify(drill, self.measured)
+
+
+def _restore(drill: AnyDrill, run: DrillRun) -> None:
     with interrupts.shielded():
         try:
             with run.phase("restore"):
@@ -245,10 +373,10 @@ def _restore(drill: Drill, run: DrillRun) -> None:
                 drill.restore(run)
         except Exception as exc:
             run.journal.error = run.journal.error or f"restore failed: {_describe(exc)}"
-            run.note(f"[red]restore failed:[/red] {_describe(exc)}")
+            run.note(f"[red]restore failed:[/red] {escape(_describe(exc))}")
 
 
-def _finish(drill: Drill, run: DrillRun) -> None:
+def _finish(drill: AnyDrill, run: DrillRun, measured: BaseModel | None) -> None:
     journal = run.journal
     with run.phase("report"):
         if journal.error or journal.interrupted:
@@ -260,7 +388,7 @@ def _finish(drill: Drill, run: DrillRun) -> None:
         journal.finished_at = utc_now()
         extra = ""
         try:
-            extra = drill.report(run)
+            extra = drill.report(run) if isinstance(drill, LegacyDrill) else drill.report(run, measured)
         except Exception as exc:
             journal.notes.append(f"report extras failed: {_describe(exc)}")
         (run.report_dir / "summary.md").write_text(summary_markdown(journal, extra))
@@ -270,15 +398,23 @@ def _finish(drill: Drill, run: DrillRun) -> None:
 
 
 def _new_report_dir(root: Path, drill_name: str) -> Path:
-    """``<root>/<UTC stamp>-<drill>``, unique even when two drills start in the same second."""
-    root.mkdir(parents=True, exist_ok=True)
+    """``<root>/<UTC stamp>-<drill>``, unique even when two drills start in the same second.
+
+    Created 0700: a report names hosts, users and figures of a fleet, not for every local user.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the report folder {root}: {exc.strerror}") from None
     base = root / f"{utc_stamp()}-{drill_name}"
     path, n = base, 1
     while True:
         try:
-            path.mkdir()
+            path.mkdir(mode=0o700)
             return path
-        except FileExistsError:
+        except OSError as exc:
+            if not isinstance(exc, FileExistsError):
+                raise ConfigError(f"cannot create a report folder in {root}: {exc.strerror}") from None
             n += 1
             path = base.with_name(f"{base.name}-{n}")
 
@@ -310,11 +446,11 @@ def print_summary(journal: Journal, report_dir: Path | None = None) -> None:
     style = VERDICT_STYLE.get(journal.verdict, "")
     out.print(f"[{style}]{journal.drill}: {journal.verdict.upper()}[/{style}]")
     for c in journal.failed_checks:
-        out.print(
-            f"  [red]x[/red] {c.name}: {c.value} (limit {c.limit}){' - ' + c.detail if c.detail else ''}"
-        )
+        limit = f"{c.op} {c.limit}" if c.op and c.op != "is true" else str(c.limit)
+        text = f"{c.name}: {c.value} ({limit})" + (f" - {c.detail}" if c.detail else "")
+        out.print(f"  [red]x[/red] {escape(text)}")
     if journal.error:
-        out.print(f"  [yellow]![/yellow] {journal.error}")
+        out.print(f"  [yellow]![/yellow] {escape(journal.error)}")
     for key, value in list(journal.measurements.items())[:12]:
         if isinstance(value, (int, float, bool, str)):
             out.print(f"  {key} = {value}")

@@ -8,6 +8,7 @@ a traceback is shown only with ``--debug``::
      ├── TargetUnreachable         exit 2  a host or service cannot be reached
      ├── AnsibleFailed             exit 2  a playbook task failed on a host
      ├── LockHeld                  exit 2  another drill runs against this inventory
+     ├── WrongDatabase             exit 2  a command acted on another database than drillbook named
      ├── CheckFailed               exit 1  a measurement broke a threshold: the verdict is fail
      └── DrillInterrupted          exit 130  SIGINT/SIGTERM; the restore phase still ran
 """
@@ -40,6 +41,15 @@ class AnsibleFailed(DrillbookError):
 
 class LockHeld(DrillbookError):
     """Another drill holds this inventory's lock: two drills at once would spoil both measurements."""
+
+
+class WrongDatabase(DrillbookError):
+    """A command drillbook ran acted on (or read) another database than the one it was given.
+
+    Not a failed check of the service: drillbook cannot judge a drill whose actions
+    landed elsewhere, and it must stop at once, before the next step lands there too.
+    The message names the database that changed and how to restore it.
+    """
 
 
 class CheckFailed(DrillbookError):

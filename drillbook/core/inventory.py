@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from drillbook.core.errors import ConfigError
-from drillbook.core.paths import default_inventory
+from drillbook.core.paths import default_inventory, export_project_root
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,9 +81,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+VAULT_HINT = (
+    "a vault-encrypted value needs its password: set ANSIBLE_VAULT_PASSWORD_FILE "
+    "(or vault_password_file / vault_identity_list in ansible.cfg)"
+)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if "undecryptable" in line or "Decryption failed" in line or "VaultSecretsContext" in line:
+        return VAULT_HINT
+    return line
 
 
 @contextlib.contextmanager
@@ -122,6 +131,36 @@ def _init_ansible_plugins(init: Any) -> None:
     init()
 
 
+def _vault_secrets(loader: Any) -> list[Any]:
+    """The vault secrets Ansible itself would use, so ``!vault`` values and encrypted files decrypt.
+
+    Read from Ansible's usual settings (``ANSIBLE_VAULT_PASSWORD_FILE``,
+    ``ANSIBLE_VAULT_IDENTITY_LIST``, ``vault_password_file`` / ``vault_identity_list`` in
+    ansible.cfg), never prompted for: a drill runs unattended. The playbooks drillbook runs
+    inherit the same environment, so both sides see the same secrets.
+    """
+    from ansible import constants as C
+    from ansible.cli import CLI
+    from ansible.errors import AnsibleError
+
+    identities = list(C.DEFAULT_VAULT_IDENTITY_LIST or [])
+    password_file = C.DEFAULT_VAULT_PASSWORD_FILE
+    if not identities and not password_file:
+        return []
+    try:
+        return list(
+            CLI.setup_vault_secrets(
+                loader,
+                vault_ids=identities,
+                vault_password_files=[password_file] if password_file else [],
+                ask_vault_pass=False,
+                auto_prompt=False,
+            )
+        )
+    except AnsibleError as exc:
+        raise ConfigError(f"vault password: {_first_line(exc)}") from exc
+
+
 class Inventory:
     """A loaded inventory: host patterns, templated variables, typed settings, the topology."""
 
@@ -137,6 +176,7 @@ class Inventory:
             raise ConfigError(f"inventory {path} does not exist")
         _init_ansible_plugins(init_plugin_loader)
         self._loader = DataLoader()
+        self._loader.set_vault_secrets(_vault_secrets(self._loader))
         with _collected_warnings() as reasons:
             try:
                 self._inv = InventoryManager(loader=self._loader, sources=[str(self.path)])
@@ -271,5 +311,6 @@ class Inventory:
 
 
 def load_inventory(path: str | Path | None = None) -> Inventory:
-    """Load ``path``, or ``$DRILLBOOK_INVENTORY``, or the lab."""
+    """Load ``path``, or ``$DRILLBOOK_INVENTORY``, or the lab; tell playbooks where the project is."""
+    export_project_root()
     return Inventory(Path(path) if path else default_inventory())

@@ -5,7 +5,7 @@ killed halfway still leaves its evidence. Its fields are the contract every othe
 part of drillbook reads (report list, scorecard, checklist, metrics export)::
 
     drill, verdict, started_at, finished_at, inventory, environment, thresholds,
-    measurements, witnesses, checks[{name, value, limit, ok, detail}],
+    measurements, witnesses, checks[{name, value, limit, ok, detail, op, limit_from}],
     phases[{name, started_at, duration_s, ok, detail}], artefacts[], error, interrupted
 
 Nothing written here carries a secret: :meth:`Journal.write` and
@@ -54,6 +54,8 @@ class Check:
     limit: Any
     ok: bool
     detail: str = ""
+    op: str = ""  # the comparison: "<=", ">=", "==", "is true" (empty in journals before declared checks)
+    limit_from: str = ""  # the settings field the limit came from, when not a constant
 
 
 @dataclass

@@ -11,11 +11,15 @@ act
     Once a second the witnesses are sampled. Ctrl-C stops Locust, which still
     writes its reports; the partial figures are recorded before unwinding.
 observe
-    Figures of the steady phase (``judge.compute``) become the journal's measurements,
-    each with its witness.
+    Figures of the steady phase (``judge.compute``) become a :class:`LoadMeasured`
+    record, each figure with its witness, and ``load.png`` is drawn from them. A
+    shortfall the generator caused (``judge.judge``) raises :class:`GeneratorLimit`
+    (error, exit 2) after the figures and checks are journaled: the run measured
+    the generator, not the service.
 verify
-    ``judge.judge``: rate within tolerance, p95/p99 under the SLA, errors under the
-    limit; a shortfall caused by the generator raises :class:`GeneratorLimit`.
+    The declared :attr:`LoadRun.checks`, evaluated by core with numeric limits:
+    achieved rate within ``load_rate_tolerance_pct`` of the target (two checks, one
+    each side), p95/p99 at most the SLA, error share at most ``load_max_error_pct``.
 report
     Locust's HTML and CSV files, the plugin's records and ``load.png`` sit next to the
     journal; summary.md embeds the plot and the side-by-side figures.
@@ -25,10 +29,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
 from drillbook.core.ansible import run_playbook
+from drillbook.core.checks import at_least, at_most
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError, DrillbookError, DrillInterrupted, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
@@ -36,6 +43,7 @@ from drillbook.core.inventory import Inventory
 from drillbook.core.metrics import scrape
 from drillbook.load import runner
 from drillbook.load.judge import GeneratorLimit, LoadFigures, compute, judge
+from drillbook.load.measured import LoadLimits, LoadMeasured, limits_for, measured_from, witness_texts
 from drillbook.load.plan import LoadPlan, LoadSettings
 from drillbook.load.plot import plot_run
 from drillbook.load.report import PLOT, section
@@ -62,15 +70,37 @@ def probe_target(url: str, count: int = PROBES, timeout_s: float = 3.0) -> float
     return statistics.median(times)
 
 
-class LoadRun(Drill):
+@dataclass(frozen=True)
+class Prepared:
+    """What preflight settled: the first latency estimate and the witnesses that answered."""
+
+    latency_ms: float
+    witnesses: Witnesses
+
+
+class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
     """Locust at an arrival rate of peak x (1 + headroom), judged against the inventory's SLA."""
 
     name = "load.run"
     runbook = "runbooks/load-test.md"
+    measured = LoadMeasured
+    checks = (
+        at_least("achieved_rps", limit_from="rate_min_rps", detail_from="rate_detail"),
+        at_most(
+            "achieved_rps",
+            name="achieved_rps_max",
+            limit_from="rate_max_rps",
+            detail_from="rate_detail",
+        ),
+        at_most("p95_ms", limit_from="sla_p95_ms", detail_from="p95_detail"),
+        at_most("p99_ms", limit_from="sla_p99_ms", detail_from="p99_detail"),
+        at_most("error_pct", limit_from="max_error_pct", detail_from="error_detail"),
+    )
 
     def __init__(self, settings: LoadSettings, plan: LoadPlan) -> None:
+        limits: LoadLimits = limits_for(settings, plan)
         super().__init__(
-            thresholds=settings,
+            thresholds=limits,
             rps=plan.rps,
             headroom=plan.headroom,
             target_rps=plan.target_rps,
@@ -84,19 +114,13 @@ class LoadRun(Drill):
         )
         self.settings = settings
         self.plan = plan
-        self.latency_ms = 0.0
-        self.witnesses: Witnesses | None = None
-        self.outcome: runner.LocustOutcome | None = None
-        self.figures: LoadFigures | None = None
-        self.notes: list[str] = []
-        self._last_progress = 0.0
 
     # -- preflight ----------------------------------------------------------------
-    def preflight(self, run: DrillRun) -> None:
+    def preflight(self, run: DrillRun) -> Prepared:
         run.note(self.plan.describe())
-        self.latency_ms = probe_target(self.plan.url)
-        run.note(f"target answers; median latency {self.latency_ms:.1f} ms over {PROBES} requests")
-        self.witnesses = self._witnesses(run)
+        latency_ms = probe_target(self.plan.url)
+        run.note(f"target answers; median latency {latency_ms:.1f} ms over {PROBES} requests")
+        return Prepared(latency_ms, self._witnesses(run))
 
     def _witnesses(self, run: DrillRun) -> Witnesses:
         inv = run.inventory
@@ -132,11 +156,11 @@ class LoadRun(Drill):
         )
 
     # -- act ----------------------------------------------------------------------
-    def act(self, run: DrillRun) -> None:
+    def act(self, run: DrillRun, plan: Prepared) -> runner.LocustOutcome:
         files = runner.LocustFiles(run.report_dir)
         workers = len(self.plan.loadgen_hosts) * self.settings.worker_processes
         cmd = runner.locust_command(
-            self.plan, self.settings, files, latency_ms=self.latency_ms, expect_workers=workers
+            self.plan, self.settings, files, latency_ms=plan.latency_ms, expect_workers=workers
         )
         (run.report_dir / "locust.cmd").write_text(" ".join(cmd) + "\n")
         if self.plan.distributed:
@@ -148,15 +172,16 @@ class LoadRun(Drill):
         timeout = self.plan.duration_s + self.plan.drain_s + 120
         with run.phase("locust"):
             outcome = runner.supervise(
-                proc, files, timeout_s=timeout, tick=lambda: self._tick(run), interval_s=0.5
+                proc, files, timeout_s=timeout, tick=_ticker(run, plan.witnesses), interval_s=0.5
             )
-        self.outcome = outcome
         for path in files.existing():
             run.artefact(path)
         run.artefact(run.report_dir / "locust.cmd")
         if outcome.interrupted:
-            self._record(run)
+            # the partial figures are evidence too: journal them before unwinding
+            run.record(self._measure(run, plan, outcome)[0])
             raise DrillInterrupted(outcome.interrupted_by or "interrupted")
+        return outcome
 
     def _start_workers(self, run: DrillRun) -> None:
         """Locust workers on every loadgen host (they connect to the master once it is up)."""
@@ -189,126 +214,84 @@ class LoadRun(Drill):
                 run.inventory, "loadgen.yml", limit="loadgen", extravars=extravars, progress=run.note
             )
 
-    def _tick(self, run: DrillRun) -> None:
-        if self.witnesses is None:
-            return
-        self.witnesses.sample()
-        now = time.monotonic()
-        lb = self.witnesses.lb
-        if now - self._last_progress >= 5 and len(lb) >= 5:
-            self._last_progress = now
-            rate = self.witnesses.lb_figures(lb[-5][0], lb[-1][0])
-            if rate is not None:
-                run.progress(f"HAProxy frontend '{rate.frontend}': {rate.rps:.0f} req/s")
-
-    # -- observe / verify ------------------------------------------------------------
-    def observe(self, run: DrillRun) -> None:
-        self._record(run)
-
-    def _record(self, run: DrillRun) -> None:
-        if self.witnesses is not None:
-            self.witnesses.close()
-        if self.outcome is None:
-            return
-        fig = compute(self.plan, self.outcome, self.witnesses)
-        self.figures = fig
-        lb, server, gen = fig.lb, fig.server, fig.generator
-        lb_witness = (
-            f"HAProxy frontend '{lb.frontend}' counted {lb.rps:.1f} req/s "
-            f"(req_tot delta over {lb.window_s:.0f}s)"
-            if lb
-            else "no HAProxy witness"
-        )
-        server_witness = (
-            f"service histograms ({server.instances} instances, /metrics deltas): "
-            f"p50 {server.p50_ms} / p95 {server.p95_ms} / p99 {server.p99_ms} ms"
-            if server
-            else "no service histograms"
-        )
-        locust_witness = (
-            f"Locust's own stats: {fig.locust_requests} requests over the whole run"
-            if fig.locust_requests is not None
-            else ""
-        )
-        run.measure("target_rps", fig.target_rps, witness="the plan: rps x (1 + headroom)")
-        run.measure("achieved_rps", fig.achieved_rps, witness=lb_witness)
-        run.measure("p50_ms", fig.p50_ms, witness=server_witness)
-        run.measure("p95_ms", fig.p95_ms, witness=server_witness)
-        run.measure("p99_ms", fig.p99_ms, witness=server_witness)
-        run.measure("error_pct", fig.error_pct, witness=f"HAProxy 5xx: {lb.errors_5xx}" if lb else None)
-        run.measure("requests", fig.requests, witness=locust_witness or None)
-        run.measure("haproxy_rps", round(lb.rps, 2) if lb else None)
-        run.measure("server_rps", round(server.rps, 2) if server else None)
-        run.measure("server_p95_ms", server.p95_ms if server else None)
-        run.measure("server_p99_ms", server.p99_ms if server else None)
-        run.measure("generator_cpu_max_pct", max(gen.cpu_max_pct.values(), default=None))
-        run.measure("rps", self.plan.rps)
-        run.measure("headroom", self.plan.headroom)
-        run.measure("steady_s", fig.steady_s)
-        run.measure("failures", fig.failures)
-        run.measure("haproxy_requests", lb.requests if lb else None)
-        run.measure("haproxy_5xx", lb.errors_5xx if lb else None)
-        run.measure("haproxy_window_s", round(lb.window_s, 2) if lb else None)
-        run.measure("server_requests", server.requests if server else None)
-        run.measure("server_window_s", round(server.window_s, 2) if server else None)
-        run.measure("server_p50_ms", server.p50_ms if server else None)
-        run.measure("users_max", gen.users_max)
-        run.measure("peak_in_flight", gen.peak_in_flight)
-        run.measure("generator_cpu_mean_pct", gen.cpu_mean_pct)
-        run.measure("generator_cpu_max_pct_by_process", gen.cpu_max_pct)
-        run.measure("system_cpu_mean_pct", gen.system_cpu_mean_pct)
-        run.measure("pacer_late_pct", gen.late_pct)
-        run.measure("pacer_dropped", gen.dropped)
-        run.measure("start_late_pct", gen.start_late_pct)
-        run.measure("start_late_ms_mean", gen.start_late_ms_mean)
-        run.measure("wake_late_ms_mean", gen.wake_late_ms_mean)
-        run.measure("arrivals_empty_slots_pct", gen.empty_slots_pct)
-        run.measure("arrivals_max_per_10ms", gen.max_per_10ms)
-        run.measure("locust_requests_total", fig.locust_requests)
-        run.measure("locust_failures_total", fig.locust_failures)
-        run.measure("completed", fig.completed)
-        run.measure("endpoints", [row.to_dict() for row in fig.endpoints])
-        run.measure("server_routes", server.routes if server else [])
-
-    def verify(self, run: DrillRun) -> None:
-        fig = self.figures
-        if fig is None:
-            raise DrillbookError("no figures to judge: Locust left no records")
+    # -- observe ----------------------------------------------------------------------
+    def observe(self, run: DrillRun, plan: Prepared, acted: runner.LocustOutcome) -> LoadMeasured:
+        measured, fig = self._measure(run, plan, acted)
         if fig.requests == 0 and (fig.locust_requests or 0) > 0:
+            run.record(measured)
             raise DrillbookError(
                 f"Locust counted {fig.locust_requests} requests but drillbook's plugin recorded none "
                 "in the steady phase (see locust.log and drillbook_load.json)"
             )
         judgement = judge(fig, self.settings)
-        for check in judgement.checks:
-            run.check(check.name, check.value, check.limit, check.ok, check.detail)
         for note in judgement.notes:
-            self.notes.append(note)
             run.note(f"note: {note}")
         if judgement.generator_limit:
+            # an error, not the service's fail; the figures and checks stay in the journal as evidence
+            run.record(measured)
+            run.verify(self, measured)
             raise GeneratorLimit(judgement.generator_limit)
+        return measured
 
-    # -- report -----------------------------------------------------------------------
-    def report(self, run: DrillRun) -> str:
-        for path in runner.LocustFiles(run.report_dir).existing():
-            run.artefact(path)
-        if self.figures is not None and self.figures.series:
-            records = (self.outcome.records if self.outcome else None) or {}
+    def _measure(
+        self, run: DrillRun, plan: Prepared, outcome: runner.LocustOutcome
+    ) -> tuple[LoadMeasured, LoadFigures]:
+        """The steady phase's figures as the measurement record, their witnesses and the plot."""
+        plan.witnesses.close()
+        fig = compute(self.plan, outcome, plan.witnesses)
+        run.journal.witnesses.update(witness_texts(fig))
+        if fig.series:
+            self._plot(run, plan.witnesses, outcome, fig)
+        return measured_from(fig, self.plan), fig
+
+    def _plot(
+        self, run: DrillRun, witnesses: Witnesses, outcome: runner.LocustOutcome, fig: LoadFigures
+    ) -> None:
+        records = outcome.records or {}
+        try:
             path = plot_run(
-                self.figures,
+                fig,
                 run.report_dir / PLOT,
                 sla_p95_ms=self.settings.sla_p95_ms,
                 tolerance_pct=self.settings.rate_tolerance_pct,
                 ramp_s=self.plan.ramp_s,
                 duration_s=self.plan.duration_s,
                 t0=records.get("started_wall"),
-                lb_series=self.witnesses.lb_series() if self.witnesses else None,
-                server_p95=self.witnesses.server_p95_series() if self.witnesses else None,
+                lb_series=witnesses.lb_series(),
+                server_p95=witnesses.server_p95_series(),
                 users=records.get("timeline"),
                 title=f"load.run against {self.plan.url}",
             )
+        except Exception as exc:  # a plot is a convenience: its failure must not hide the figures
+            run.note(f"plot not drawn: {type(exc).__name__}: {exc}")
+            return
+        run.artefact(path)
+
+    # -- report -----------------------------------------------------------------------
+    def report(self, run: DrillRun, measured: LoadMeasured | None) -> str:
+        for path in runner.LocustFiles(run.report_dir).existing():
             run.artefact(path)
-        return section(run.journal.measurements, run.journal.artefacts, self.notes)
+        notes = [n.split(" ", 1)[-1] for n in run.journal.notes]
+        judged = [n.removeprefix("note: ") for n in notes if n.startswith("note: ")]
+        return section(run.journal.measurements, run.journal.artefacts, judged)
+
+
+def _ticker(run: DrillRun, witnesses: Witnesses) -> Callable[[], None]:
+    """Once a tick: sample the witnesses; every 5 s show HAProxy's view of the rate."""
+    last = 0.0
+
+    def tick() -> None:
+        nonlocal last
+        witnesses.sample()
+        now = time.monotonic()
+        lb = witnesses.lb
+        if now - last >= 5 and len(lb) >= 5:
+            last = now
+            rate = witnesses.lb_figures(lb[-5][0], lb[-1][0])
+            if rate is not None:
+                run.progress(f"HAProxy frontend '{rate.frontend}': {rate.rps:.0f} req/s")
+
+    return tick
 
 
 def demo_run(inv: Inventory, duration: str = "20s", ramp: str = "5s") -> LoadRun:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from drillbook.core import settings as core_settings
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
 from drillbook.core.paths import REPO_ROOT
@@ -116,8 +117,9 @@ class LoadPlan:
         )
 
 
-def load_settings(inv: Inventory) -> LoadSettings:
-    return inv.settings(LoadSettings, prefix="load_")
+def load_settings(inv: Inventory, **overrides: Any) -> LoadSettings:
+    """The inventory's ``load_*`` settings, ``overrides`` on top, through core's one loader."""
+    return core_settings.load_settings(inv, LoadSettings, "load_", overrides)
 
 
 def make_plan(

@@ -156,7 +156,8 @@ def reprint(journal: Journal, report_dir: Path) -> str:
         lines += ["", "| check | value | limit | ok |", "|---|---|---|---|"]
         for c in journal.checks:
             detail = f" ({c.detail})" if c.detail else ""
-            lines.append(f"| {c.name} | {_f(c.value)}{detail} | {c.limit} | {'yes' if c.ok else '**NO**'} |")
+            limit = f"{c.op} {_f(c.limit)}" if c.op in ("<=", ">=", "==") else c.limit  # declared checks
+            lines.append(f"| {c.name} | {_f(c.value)}{detail} | {limit} | {'yes' if c.ok else '**NO**'} |")
     lines += ["", section(journal.measurements, journal.artefacts, _notes(journal))]
     return "\n".join(lines)
 

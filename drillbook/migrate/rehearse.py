@@ -2,6 +2,10 @@
 
 On a scratch database holding the newest backup (or a fresh pg_dump):
 
+0. prove that the migration command reads the copy and not the source
+   (:mod:`drillbook.migrate.proof`): a marker revision in the copy's version
+   table, read back through the command's own ``current``; after every step the
+   source's schema fingerprint must be unchanged and the copy must have moved;
 1. bring the copy to the starting revision (the database's own, or ``--from``);
 2. fingerprint it: catalog (tables, columns, indexes, constraints, ...) and data
    (row counts, row checksums, one digest per column);
@@ -12,7 +16,8 @@ On a scratch database holding the newest backup (or a fresh pg_dump):
 
 Each step is timed and watched for write-blocking locks. The scratch database
 is dropped afterwards, also after Ctrl-C (an undo action registered before it
-is created). The real database is only read.
+is created). The real database is only read, and the proof stops the drill
+(exit 2) the moment the command is seen acting anywhere else.
 """
 
 from __future__ import annotations
@@ -21,17 +26,17 @@ import os
 from typing import Literal
 
 from drillbook.core import pgdata
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError
 from drillbook.core.journal import utc_stamp
-from drillbook.migrate import checks, copies, data, revisions, schema
+from drillbook.migrate import checks, copies, data, proof, revisions, schema
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
 from drillbook.migrate.settings import MigrateSettings
 from drillbook.migrate.steps import Step, run_step
 from drillbook.migrate.target import Database, Migrations
 
 
-class Rehearse(Drill):
+class Rehearse(LegacyDrill):
     name = "migrate.rehearse"
     runbook = "runbooks/migration-rollback.md"
 
@@ -64,12 +69,13 @@ class Rehearse(Drill):
         self.graph: RevisionGraph | None = None
         self.scratch: Database | None = None
         self.steps: list[Step] = []
+        self.proof: proof.Proof | None = None
         self.before: tuple[schema.Catalog, dict[str, data.TableData]] | None = None
 
     # -- preflight: every bad input is refused here, before anything exists -----------------------
     def preflight(self, run: DrillRun) -> None:
         # The key figures first, so they lead the journal and the summary even when the drill stops early.
-        for key in ("upgrade_s", "downgrade_s", "reupgrade_s", "longest_lock_s"):
+        for key in ("upgrade_s", "downgrade_s", "reupgrade_s", "longest_lock_s", "proof_s"):
             run.measure(key, None)
         m = self.migrations = Migrations(run.inventory, self.settings, ini=self.ini)
         self.graph = graph = m.graph()
@@ -134,6 +140,17 @@ class Rehearse(Drill):
         run.measure("copy_source", copy.source)
         run.measure("copy_s", round(copy.seconds, 3), witness="wall clock around restore/pg_restore")
         assert self.graph is not None
+        with run.phase("proof") as record:
+            guard = self.proof = proof.Proof(run, m, self.graph, db, source=m.source)
+            if copy.source.startswith("backup "):
+                backup_id = copy.source.split(" ", 1)[1]
+                guard.restore_hint = (
+                    f"Restore it from backup {backup_id} (the one this rehearsal copied): "
+                    f"inv backup.restore --id {backup_id} --into <new database>, then swap "
+                    "(runbooks/restore-from-backup.md)"
+                )
+            guard.before_writing()
+            record.detail = f"the command reads {name}, not {m.source.name}"
         prepare = revisions.plan(self.graph, m.current(db), label(plan.current))
         if prepare.direction != "none":
             # The copy is not at the start (an older backup, or --from): get it there first.
@@ -163,8 +180,11 @@ class Rehearse(Drill):
     def _step(
         self, run: DrillRun, m: Migrations, db: Database, name: str, verb: str, target: str | None
     ) -> Step:
+        before = m.current(db)
         step = run_step(run, m, db, name, verb, target)
         self.steps.append(step)
+        if self.proof is not None:
+            self.proof.after_step(step, before)  # raises before the next step can land elsewhere
         run.require(
             f"{name}_ok",
             ", ".join(step.revision_after or []) or "base",

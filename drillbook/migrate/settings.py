@@ -45,7 +45,9 @@ class MigrateSettings(BaseModel):
     """``migrate_*`` variables; unset ones keep these defaults."""
 
     #: The migration tool, without its verb; ``upgrade REV``, ``downgrade REV``,
-    #: ``history --verbose`` and ``heads`` are appended. Alembic by default.
+    #: ``history --verbose`` and ``current`` are appended. Alembic by default. Argv items
+    #: may hold the connection placeholders ``{dsn}`` (without its password), ``{host}``,
+    #: ``{port}``, ``{database}``, ``{user}`` (never ``{password}``: argv is public).
     cmd: str = "alembic -c {ini}"
     #: The release's alembic.ini, substituted for ``{ini}`` in ``cmd``.
     alembic_ini: str = "alembic.ini"
@@ -55,12 +57,18 @@ class MigrateSettings(BaseModel):
     run_on: Literal["control", "host"] = "control"
     #: Host pattern whose first host runs the command when ``run_on: host``.
     host: str = "app"
-    #: Environment variable through which the command receives the database URL.
-    dsn_env: str = "DATABASE_URL"
+    #: Shorthand for ``env: {<dsn_env>: "{dsn}"}``: the variable through which the command
+    #: receives the database URL (null: none; then ``cmd`` or ``env`` must use a placeholder).
+    dsn_env: str | None = "DATABASE_URL"
     #: The database URL as the command's machine sees it (default: the inventory's postgres_dsn).
     dsn: str | None = None
-    #: Extra environment for the command (e.g. ``REFSVC_MIGRATION_SET``).
+    #: Environment of the command: variable -> template. Templates may use every connection
+    #: placeholder, ``{password}`` included, so a service whose env.py reads its own settings
+    #: (``APP_DB_HOST``, ``APP_DB_NAME``, ...) gets the database drillbook names.
     env: dict[str, str] = Field(default_factory=dict)
+    #: The read-only call that prints the revision of the database the command talks to;
+    #: drillbook runs it before anything writes to prove which database that is.
+    current_args: list[str] = Field(default_factory=lambda: ["current"], min_length=1)
     #: Alembic's version table, read directly to know the current revision.
     version_table: str = "alembic_version"
     #: A migration command running longer than this is stopped and counts as failed.

@@ -4,15 +4,20 @@ The sequence (both drills, mirrored):
 
 1. preflight: plan the change and refuse bad input (unknown revision, several
    heads, a database the code does not know, an irreversible step) before
-   anything happens; the service must pass its post-migration checks *before*
-   too, or a failure afterwards would prove nothing;
+   anything happens; prove that the migration command talks to the database
+   drillbook names (:mod:`drillbook.migrate.proof`: its read-only ``current``
+   agrees with the version table, and it honours a marked probe database); the
+   service must pass its post-migration checks *before* too, or a failure
+   afterwards would prove nothing;
 2. fingerprint the data (row counts, checksums, column digests) and take a
    pre-migration backup through the backup capability;
 3. the critical section, shielded from Ctrl-C so it always ends in a known state:
    migrate, run the post-migration checks, and on any failure undo the change
    (downgrade after a failed upgrade, upgrade after a failed downgrade) and
    check again; if the undo fails too, restore the pre-migration backup into the
-   source database, loudly;
+   source database, loudly. A step the command reports as successful that did
+   not move the database stops the drill at once (exit 2, no undo: the command
+   migrated another database, and an undo would land there too);
 4. after a rollback, compare the data with the fingerprint of step 2.
 
 A Ctrl-C during step 3 lets the step finish (or roll back) first; the journal
@@ -25,19 +30,19 @@ import time
 from typing import ClassVar
 
 from drillbook.core import interrupts
-from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError
-from drillbook.migrate import checks, data, revisions, safety
+from drillbook.migrate import checks, data, proof, revisions, safety
 from drillbook.migrate.checks import Outcome
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
 from drillbook.migrate.settings import MigrateSettings
-from drillbook.migrate.steps import run_step
+from drillbook.migrate.steps import Step, run_step
 from drillbook.migrate.target import Migrations
 
 DATA_WITNESS = "row counts, row checksums and column digests read from the database before and after"
 
 
-class _Change(Drill):
+class _Change(LegacyDrill):
     """What migrate.up and migrate.rollback share: backup, critical section, automatic undo."""
 
     runbook = "runbooks/migration-rollback.md"
@@ -74,6 +79,7 @@ class _Change(Drill):
         self.plan: Plan | None = None
         self.backup_id: str | None = None
         self.data_before: dict[str, data.TableData] | None = None
+        self.proof: proof.Proof | None = None
 
     def make_plan(self, graph: RevisionGraph, current: list[str]) -> Plan:
         raise NotImplementedError
@@ -81,7 +87,12 @@ class _Change(Drill):
     # -- preflight ---------------------------------------------------------------------------
     def preflight(self, run: DrillRun) -> None:
         # The key figures first, so they lead the journal and the summary even when the drill stops early.
-        for key, value in (("migrate_s", None), ("rolled_back", False), ("rollback_s", None)):
+        for key, value in (
+            ("migrate_s", None),
+            ("rolled_back", False),
+            ("rollback_s", None),
+            ("proof_s", None),
+        ):
             run.measure(key, value)
         run.measure("restored_from_backup", False)
         m = self.migrations = Migrations(run.inventory, self.settings, ini=self.ini)
@@ -102,6 +113,10 @@ class _Change(Drill):
         run.note(f"plan: {plan.describe()} on {m.source.describe()} (command runs on {m.command.where})")
         if plan.direction == "none":
             return
+        with run.phase("proof") as record:
+            self.proof = proof.Proof(run, m, graph, m.source)
+            self.proof.before_writing()
+            record.detail = f"the command reads {m.source.name}"
         failed = [o for o in self._post_checks(run, "before", record=False) if not o.ok]
         run.require(
             "service_healthy_before",
@@ -129,8 +144,21 @@ class _Change(Drill):
             run.measure("rows_before", data.total_rows(self.data_before), witness=DATA_WITNESS)
         if self.backup:
             self.backup_id = safety.take_pre_migration_backup(run, m)
+            if self.proof is not None:
+                self.proof.restore_hint = (
+                    f"Its pre-migration backup is {self.backup_id} (inv backup.restore --id "
+                    f"{self.backup_id} --into <new database>); the database the command did migrate is "
+                    "not one drillbook knows: restore it from its own backups "
+                    "(runbooks/restore-from-backup.md)"
+                )
         else:
             run.note("[yellow]no pre-migration backup (migrate_backup_before is off)[/yellow]")
+            if self.proof is not None:
+                self.proof.restore_hint = (
+                    "No pre-migration backup was taken (migrate_backup_before is off); the database the "
+                    "command did migrate is not one drillbook knows: restore it from its own backups "
+                    "(runbooks/restore-from-backup.md)"
+                )
         with interrupts.shielded():
             rolled_back = self._critical(run)
         signal_name = interrupts.requested()
@@ -147,7 +175,9 @@ class _Change(Drill):
         """Migrate, check, undo on failure. Returns True when the change was rolled back."""
         m, plan = self.migrations, self.plan
         assert m is not None and plan is not None
+        before = m.current()
         step = run_step(run, m, m.source, self.verb, self.verb, plan.target)
+        self._guard(step, before)
         problems = [] if step.ok else [f"{self.verb} failed: {step.result.why()}"]
         if step.ok:
             outcomes = self._post_checks(run, f"after_{self.verb}")
@@ -182,6 +212,7 @@ class _Change(Drill):
             method = "transaction"
         else:
             undo = run_step(run, m, m.source, "rollback", self.undo_verb, plan.current)
+            self._guard(undo, at)
             method = self.undo_verb if undo.ok else ""
             if not undo.ok:
                 run.note(f"[bold red]the {self.undo_verb} failed too: {undo.result.why()}[/bold red]")
@@ -200,6 +231,11 @@ class _Change(Drill):
         if self.compare_after_undo and self.data_before is not None:
             self._compare_data(run)
         return restored
+
+    def _guard(self, step: Step, before: list[str] | None) -> None:
+        """Stop at once (WrongDatabase) if the step reported success but the database did not move."""
+        if self.proof is not None and before is not None:
+            self.proof.after_step(step, before)
 
     def _restore(self, run: DrillRun) -> bool:
         m = self.migrations

@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field, PositiveFloat
 from rich.console import Console
 from rich.table import Table
 
+from drillbook.core import settings as core_settings
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.inventory import Inventory, load_inventory
+from drillbook.core.timefmt import age, age_s
 from drillbook.report.figures import Figure, headline, key_figure
 from drillbook.report.store import Entry, display_path, load_entries
 
@@ -39,7 +41,7 @@ def load_settings(inventory: Inventory | str | Path | None) -> ReportSettings:
     if inventory is None:
         return ReportSettings()
     inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
-    return inv.settings(ReportSettings, prefix="report_")
+    return core_settings.load_settings(inv, ReportSettings, "report_")
 
 
 @dataclass
@@ -97,7 +99,7 @@ class DrillStatus:
             return f"never passed (limit {_days(self.limit_days)})"
         age = self.now - last.ended
         if age > timedelta(days=self.limit_days):
-            return f"last passed {_age(age)} ago (limit {_days(self.limit_days)})"
+            return f"last passed {age_s(age.total_seconds())} ago (limit {_days(self.limit_days)})"
         return None
 
 
@@ -160,22 +162,6 @@ def _days(days: float) -> str:
     return f"{days:g} day" + ("" if days == 1 else "s")
 
 
-def _age(delta: timedelta) -> str:
-    seconds = max(0.0, delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
-def age(now: datetime, then: datetime) -> str:
-    """``3h ago``-style age, for tables."""
-    return f"{_age(now - then)} ago"
-
-
 def freshness_text(d: DrillStatus) -> str:
     """``fresh (7d)``, ``STALE: never passed (limit 7 days)`` or ``no limit``, with rich markup."""
     if d.limit_days is None:
@@ -193,7 +179,9 @@ def scorecard_table(card: Scorecard) -> Table:
         latest = d.latest
         style = VERDICT_STYLE.get(d.verdict, "dim")
         headline_ = headline(latest.journal, d.figures) if latest and latest.journal else ""
-        when = f"{latest.ended:%Y-%m-%d %H:%M} ({age(card.generated_at, latest.ended)})" if latest else "-"
+        when = (
+            f"{latest.ended:%Y-%m-%d %H:%M} ({age(card.generated_at, latest.ended)} ago)" if latest else "-"
+        )
         table.add_row(
             d.drill,
             f"[{style}]{d.verdict}[/{style}]",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from invoke.collection import Collection
 
-from drillbook.core.drill import Drill
+from drillbook.core.drill import Drill, DrillClass, LegacyDrill
 from drillbook.report.scorecard import Scorecard
 from drillbook.runbooks import index
 from drillbook.runbooks.model import INDEX_NAME, Problem, Runbook, load_all, parse_file
@@ -57,7 +57,7 @@ def check(
     scorecard: Scorecard | None = None,
     freshness_drills: list[str] | None = None,
     inventory_name: str = "inventory",
-    drill_classes: Sequence[type[Drill]] | None = None,
+    drill_classes: Sequence[DrillClass] | None = None,
 ) -> CheckResult:
     """Check every runbook in ``runbooks_dir`` against ``namespace``.
 
@@ -159,7 +159,7 @@ def _check_index(runbooks_dir: Path, runbooks: list[Runbook], catalog: TaskCatal
 
 
 def _check_drill_tasks(
-    runbooks_dir: Path, catalog: TaskCatalog, classes: list[type[Drill]]
+    runbooks_dir: Path, catalog: TaskCatalog, classes: list[DrillClass]
 ) -> tuple[list[Problem], int]:
     problems: list[Problem] = []
     drills = catalog.drill_tasks
@@ -206,10 +206,10 @@ def _check_drill_tasks(
     return problems, len(drills)
 
 
-def _drill_classes() -> list[type[Drill]]:
+def _drill_classes() -> list[DrillClass]:
     """Drill subclasses defined in drillbook itself (tests define their own, not checked)."""
-    seen: list[type[Drill]] = []
-    stack = list(Drill.__subclasses__())
+    seen: list[DrillClass] = []
+    stack: list[DrillClass] = [*Drill.__subclasses__(), *LegacyDrill.__subclasses__()]
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())

@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 
 from drillbook.core.console import err
-from drillbook.core.drill import Drill, DrillContext, execute, print_summary
+from drillbook.core.drill import AnyDrill, DrillContext, execute, print_summary
 from drillbook.core.errors import ConfigError, DrillbookError
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.journal import Journal
@@ -143,7 +143,9 @@ def open_inventory(path: str | None) -> Inventory:
     return load_inventory(path)
 
 
-def run_drill(drill: Drill, inv: Inventory, opts: CommonOptions, *, exit_on_verdict: bool = True) -> Journal:
+def run_drill(
+    drill: AnyDrill, inv: Inventory, opts: CommonOptions, *, exit_on_verdict: bool = True
+) -> Journal:
     """Execute a drill, print its summary, and exit 0 (pass), 1 (fail), 2 (error) or 130 (interrupted)."""
     ctx = DrillContext(
         inventory=inv,

@@ -29,6 +29,7 @@ from drillbook.core import pgdata
 from drillbook.core.console import Progress, out
 from drillbook.core.errors import ConfigError
 from drillbook.core.lock import inventory_lock
+from drillbook.core.timefmt import age
 from drillbook.tasks._cli import (
     COMMON_HELP,
     CommonOptions,
@@ -99,7 +100,7 @@ def list_(
                 e.id,
                 m.started_at[:16].replace("T", " "),
                 _size(m.total_bytes),
-                _age((now - parse_time(m.started_at)).total_seconds()),
+                age(now, parse_time(m.started_at)),
                 str(m.rows),
                 verified,
             )
@@ -244,13 +245,3 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n = n / 1000  # type: ignore[assignment]
     return str(n)
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

@@ -12,15 +12,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 from drillbook.core.console import err, out
-from drillbook.core.paths import RUNBOOKS, default_report_root
+from drillbook.core.paths import default_report_root, runbooks_dir
 from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, open_inventory
 
-DIR_HELP = "Runbook directory (default: runbooks/ of the repository)."
+DIR_HELP = "Runbook directory (default: runbooks/ of the project, else the bundled runbooks)."
 REPORT_HELP = "Report root (default: $DRILLBOOK_REPORT_DIR, else reports/)."
 
 
 def _dir(path: str | None) -> Path:
-    return Path(path) if path else RUNBOOKS
+    return Path(path) if path else runbooks_dir()
 
 
 @task(name="list", help={"dir": DIR_HELP})
