@@ -15,6 +15,7 @@ from drillbook.core import health
 from drillbook.core.ansible import PlaybookResult, ProgressFn, run_playbook
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
+from drillbook.core.redact import redact, remember_inventory
 
 
 @dataclass
@@ -33,17 +34,21 @@ class LabStatus:
         return all(p.ok for p in self.pieces)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "inventory": self.inventory,
-            "healthy": self.healthy,
-            "lb_url": self.lb_url,
-            "postgres_dsn": self.postgres_dsn,
-            "redis_url": self.redis_url,
-            "app_instances": self.app_instances,
-            "haproxy_socket": self.haproxy_socket,
-            "haproxy_stats_url": self.haproxy_stats_url,
-            "pieces": [p.to_dict() for p in self.pieces],
-        }
+        """Machine-readable status, redacted: DSNs keep user, host, port and database, never a password."""
+        data: dict[str, Any] = redact(
+            {
+                "inventory": self.inventory,
+                "healthy": self.healthy,
+                "lb_url": self.lb_url,
+                "postgres_dsn": self.postgres_dsn,
+                "redis_url": self.redis_url,
+                "app_instances": self.app_instances,
+                "haproxy_socket": self.haproxy_socket,
+                "haproxy_stats_url": self.haproxy_stats_url,
+                "pieces": [p.to_dict() for p in self.pieces],
+            }
+        )
+        return data
 
 
 def artifact_path(inv: Inventory, version: str | None = None) -> Path:
@@ -93,6 +98,7 @@ def down(inv: Inventory, *, purge: bool = False, progress: ProgressFn | None = N
 
 
 def status(inv: Inventory) -> LabStatus:
+    remember_inventory(inv)
     topo = inv.topology
     return LabStatus(
         inventory=inv.name,

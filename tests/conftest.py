@@ -37,7 +37,8 @@ def lab(lab_inventory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     lab_.up(lab_inventory)
     status = lab_.status(lab_inventory)
     assert status.healthy, [p for p in status.pieces if not p.ok]
-    yield status.to_dict()
+    # to_dict() is what lab.status --json prints (redacted); tests connect with the real DSNs
+    yield {**status.to_dict(), "postgres_dsn": status.postgres_dsn, "redis_url": status.redis_url}
     if not os.environ.get("DRILLBOOK_KEEP_LAB"):
         lab_.down(lab_inventory)
 

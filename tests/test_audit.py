@@ -78,3 +78,47 @@ def test_unreachable_target_fails_checks_without_traceback(report_root: Any) -> 
     journal = _audit(HttpAudit(), load_inventory(DEAD_TARGET), report_root)
     assert journal.verdict == "fail" and journal.error is None
     assert all("unreachable" in c.detail for c in journal.failed_checks)
+
+
+# -- audit.hosts: the secrets scan ----------------------------------------------------
+
+
+def _secrets_scan(inv: Inventory, releases_dir: Any) -> Any:
+    """The audit's own playbook, pointed at ``releases_dir`` on every app host, judged by its own code."""
+    from drillbook.audit.hosts import secrets
+
+    result = run_playbook(inv, "audit-hosts.yml", extravars={"audit_releases_dir": str(releases_dir)})
+    return secrets(result)
+
+
+def test_secrets_scan_fails_when_the_directory_does_not_exist(
+    lab: dict[str, Any], lab_inventory: Inventory, tmp_path: Any
+) -> None:
+    finding = _secrets_scan(lab_inventory, tmp_path / "no-such-releases")
+    assert finding.ok is False
+    assert "no-such-releases not scanned" in finding.evidence
+
+
+def test_secrets_scan_matches_case_insensitively_and_only_world_readable_files(
+    lab: dict[str, Any], lab_inventory: Inventory, tmp_path: Any
+) -> None:
+    releases = tmp_path / "releases" / "1.0.0"
+    releases.mkdir(parents=True)
+    env = releases / "app.env"
+    env.write_text("POSTGRES_PASSWORD=hunter2hunter2\n")
+    env.chmod(0o644)
+    private = releases / "private.env"
+    private.write_text('db_password: "correct-horse-battery"\n')
+    private.chmod(0o600)
+    harmless = releases / "models.py"
+    harmless.write_text("password: Optional[str] = None\ntoken = create_token(user)\n")
+    harmless.chmod(0o644)
+    finding = _secrets_scan(lab_inventory, tmp_path / "releases")
+    assert finding.ok is False
+    assert "app.env (0644)" in finding.evidence
+    assert "private.env" not in finding.evidence and "models.py" not in finding.evidence
+
+    env.chmod(0o600)
+    clean = _secrets_scan(lab_inventory, tmp_path / "releases")
+    assert clean.ok is True, clean.evidence
+    assert "no world-readable secret among" in clean.evidence

@@ -69,4 +69,16 @@ def test_example_fleet_inventory_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     topo = inv.topology
     assert len(topo.app_instances) == 6 and inv.hosts("canary") == ["app-1.staging.example.internal"]
     assert topo.postgres_dsn == "postgresql://app:from-env@10.20.1.10:5432/app"
-    assert topo.haproxy_socket == "10.20.0.5:9999" and inv.has_group("loadgen")
+    # the runtime API: a unix socket on the lb, reached from here through an SSH-forwarded socket
+    assert topo.haproxy_socket and topo.haproxy_socket.endswith("/drillbook-haproxy.sock")
+    assert (
+        inv.var("haproxy_admin_socket", host="lb-1.staging.example.internal") == "/var/lib/haproxy/admin.sock"
+    )
+    assert inv.has_group("loadgen")
+
+
+def test_example_fleet_redis_url_carries_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRILLBOOK_REDIS_PASSWORD", "p@ss/word")
+    inv = load_inventory(Path(__file__).parents[1] / "inventory" / "example-staging")
+    assert inv.topology.redis_url == "redis://:p%40ss%2Fword@10.20.1.20:6379/0"
+    assert inv.var("redis_bind", host="cache-1.staging.example.internal") == "10.20.1.20"

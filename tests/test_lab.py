@@ -37,8 +37,11 @@ def test_status_json_names_every_piece(lab: dict[str, Any]) -> None:
     for key in ("lb_url", "postgres_dsn", "redis_url", "app_instances", "haproxy_socket"):
         assert data[key], key
     assert len(data["app_instances"]) == 3 and data["healthy"] is True
+    # no password in the JSON; with the inventory's password the DSN reaches the database
+    assert "lab-password" not in proc.stdout and ":app-lab-password@" not in proc.stdout
+    assert "@" in data["postgres_dsn"]
     # every piece answers for real, outside drillbook's own health code
-    with psycopg.connect(data["postgres_dsn"]) as conn:
+    with psycopg.connect(data["postgres_dsn"], password="app-lab-password") as conn:
         assert conn.execute("select 1").fetchone() == (1,)
     assert redis.Redis.from_url(data["redis_url"]).ping()
     for url in data["app_instances"]:

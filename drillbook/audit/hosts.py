@@ -47,17 +47,29 @@ def service_user(result: PlaybookResult) -> Finding:
 
 
 def secrets(result: PlaybookResult) -> Finding:
-    problems = []
+    """No world-readable file under a release holds a secret; fails when a directory was not scanned.
+
+    ``find`` on a directory that does not exist succeeds with nothing found (it
+    only lists the path in ``skipped_paths``): that proved nothing, so it fails
+    the check instead of passing it.
+    """
+    problems, unscanned = [], []
     rows = _results(result, "World-readable files under the releases that look like they hold a secret")
+    examined = 0
     for host, res in rows:
+        for path, why in (res.get("skipped_paths") or {}).items():
+            unscanned.append(f"{host}:{path} not scanned ({why})")
+        examined += int(res.get("examined") or 0)
         for f in res.get("files", []):
             if int(f.get("mode", "0"), 8) & 0o004:
                 problems.append(f"{host}:{f['path']} ({f.get('mode')})")
-    scanned = len(rows)
+    if not rows:
+        unscanned.append("no app host answered")
     return Finding(
         "no_world_readable_secrets",
-        bool(rows) and not problems,
-        "; ".join(problems[:10]) or f"no world-readable secret found under the releases of {scanned} hosts",
+        not problems and not unscanned,
+        "; ".join([*problems[:10], *unscanned[:5]])
+        or f"no world-readable secret among {examined} files under the releases of {len(rows)} hosts",
     )
 
 

@@ -82,10 +82,19 @@ class BackupSettings(BaseModel):
         return self.jobs or os.cpu_count() or 1
 
 
+#: Settings whose documented ``null`` means "off". ``Inventory.settings`` keeps a
+#: model default for a variable set to null, so without this ``backup_rpo_query:
+#: null`` still ran the default sentinel query.
+NULL_MEANS_OFF = ("rpo_query",)
+_UNSET = object()
+
+
 def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
     """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top.
 
     Through core's one loader, so a bad value is one ConfigError line naming ``backup_<field>``;
     an override of ``None`` is kept (it switches an optional check off, e.g. ``rpo_query=None``).
+    A variable of :data:`NULL_MEANS_OFF` set to null in the inventory switches it off the same way.
     """
-    return core_settings.load_settings(inv, BackupSettings, "backup_", overrides)
+    off = {f: None for f in NULL_MEANS_OFF if inv.var(f"backup_{f}", _UNSET) is None}
+    return core_settings.load_settings(inv, BackupSettings, "backup_", {**off, **overrides})

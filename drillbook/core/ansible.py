@@ -6,11 +6,30 @@ parsing stdout; a failure becomes one :class:`AnsibleFailed` line naming the
 task, the host and Ansible's own message; an unreachable host becomes
 :class:`TargetUnreachable`. Ctrl-C cancels the playbook through runner's
 ``cancel_callback`` so ansible-playbook stops cleanly before the drill unwinds.
+
+Nothing leaves this module unredacted: progress lines, failure messages and the
+task results handed to callers pass through :mod:`drillbook.core.redact`, with
+the inventory's own secret values learned first. A command that is not
+installed on a host becomes "needs `X`, which is not installed on HOST".
+
+The user's Ansible settings win. drillbook does not point ``ANSIBLE_CONFIG`` at
+its own file: the run gets the configuration file Ansible itself would find for
+the user (``$ANSIBLE_CONFIG``, ``./ansible.cfg``, ``~/.ansible.cfg``,
+``/etc/ansible/ansible.cfg``), and drillbook's defaults (:data:`DRILLBOOK_DEFAULTS`)
+are added as ``ANSIBLE_*`` variables only for settings that neither that file
+nor the environment sets. Host key checking is never turned off here: the lab
+turns it off for itself in its inventory. drillbook's roles are appended to the
+user's ``roles_path``, since its playbooks need them.
 """
 
 from __future__ import annotations
 
+import configparser
+import contextlib
+import errno
 import json
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,7 +41,8 @@ from typing import Any
 from drillbook.core import interrupts
 from drillbook.core.errors import AnsibleFailed, DrillInterrupted, TargetUnreachable
 from drillbook.core.inventory import Inventory
-from drillbook.core.paths import ANSIBLE_CFG, PLAYBOOKS, ROLES
+from drillbook.core.paths import PLAYBOOKS, ROLES
+from drillbook.core.redact import redact, redact_text, remember_inventory
 
 ProgressFn = Callable[[str], None]
 
@@ -92,7 +112,7 @@ class _EventCollector:
                 task=str(data.get("task", "")),
                 role=str(data.get("role", "") or ""),
                 status=status,
-                res=res,
+                res=redact(res),
                 at=time.time(),
             )
             self.results.append(row)
@@ -112,10 +132,38 @@ class _EventCollector:
             return
         self._announced.add(key)
         name = f"{row.role} : {row.task}" if row.role else row.task
-        self.progress(f"{name} [{row.status} on {row.host}]")
+        self.progress(redact_text(f"{name} [{row.status} on {row.host}]"))
 
 
 GENERIC_MESSAGES = ("non-zero return code", "MODULE FAILURE")
+
+# "[Errno 2] No such file or directory: b'socat'" (command module, argv or cmd)
+_NO_SUCH_FILE = re.compile(r"No such file or directory: b?['\"]([^'\"]+)['\"]")
+# "/bin/sh: 1: socat: not found", "bash: socat: command not found" (shell, rc 127)
+_NOT_FOUND = re.compile(r"(?:^|[\s:])([\w./+-]+): (?:command )?not found", re.MULTILINE)
+
+
+def missing_executable(res: Mapping[str, Any]) -> str | None:
+    """The executable a failed task could not start, if that is why it failed."""
+    text = "\n".join(str(res.get(k) or "") for k in ("msg", "stderr", "module_stderr"))
+    match = _NO_SUCH_FILE.search(text)
+    if match and ("Errno 2" in text or res.get("rc") in (2, 127)):
+        cmd = res.get("cmd")
+        first = cmd[0] if isinstance(cmd, list) and cmd else None
+        # chdir or a file argument may be what is missing; name the program only when it is the one
+        if first is None or first == match.group(1) or str(first).endswith("/" + match.group(1)):
+            return match.group(1)
+    if str(res.get("msg", "")).startswith("Error executing command") and res.get("rc") == errno.ENOENT:
+        # ansible-core >= 2.19 says only this, with the errno as rc: exec found no such program
+        cmd = res.get("cmd")
+        words = cmd if isinstance(cmd, list) else str(cmd or "").split()
+        if words:
+            return str(words[0])
+    if res.get("rc") == 127:
+        found = _NOT_FOUND.search(text)
+        if found:
+            return found.group(1)
+    return None
 
 
 def _message(res: Mapping[str, Any]) -> str:
@@ -123,6 +171,9 @@ def _message(res: Mapping[str, Any]) -> str:
 
     A command's generic "non-zero return code" says nothing: its stderr does.
     """
+    exe = missing_executable(res)
+    if exe:
+        return f"needs `{exe}`, which is not installed"
     keys = ["msg", "stderr", "module_stderr", "stdout"]
     if any(str(res.get("msg", "")).startswith(g) for g in GENERIC_MESSAGES) and res.get("stderr"):
         keys = ["stderr", "msg"]
@@ -154,6 +205,7 @@ def run_playbook(
     import ansible_runner
 
     path = Path(playbook) if Path(playbook).is_absolute() else PLAYBOOKS / playbook
+    remember_inventory(inventory)
     private = Path(tempfile.mkdtemp(prefix="drillbook-runner-"))
     collector = _EventCollector(progress)
     started = time.time()
@@ -167,12 +219,7 @@ def run_playbook(
                 limit=limit,
                 tags=",".join(tags) if tags else None,
                 extravars=dict(extravars or {}),
-                envvars={
-                    "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
-                    "ANSIBLE_ROLES_PATH": str(ROLES),
-                    "ANSIBLE_NOCOLOR": "1",
-                    "ANSIBLE_LOCALHOST_WARNING": "false",
-                },
+                envvars=ansible_env(),
                 quiet=True,
                 event_handler=collector,
                 cancel_callback=(interrupts.cancel_requested if cancellable else (lambda: False)),
@@ -195,19 +242,104 @@ def run_playbook(
         raise DrillInterrupted(f"{path.name} cancelled by {interrupts.requested() or 'request'}")
     if collector.unreachable:
         row = collector.unreachable[0]
-        raise TargetUnreachable(f"host {row.host} is unreachable: {_message(row.res)}")
+        raise TargetUnreachable(redact_text(f"host {row.host} is unreachable: {_message(row.res)}"))
     if collector.failures:
         row = collector.failures[0]
         where = f"{row.role} : {row.task}" if row.role else row.task
+        message = _message(row.res)
+        if message.startswith("needs `"):
+            message += f" on {row.host}"
         raise AnsibleFailed(
-            f"{path.name}: task '{where}' failed on {row.host}: {_message(row.res)}",
+            redact_text(f"{path.name}: task '{where}' failed on {row.host}: {message}"),
             host=row.host,
             task=row.task,
         )
     if runner.status != "successful":
         tail = _stdout_tail(runner)
-        raise AnsibleFailed(f"{path.name} did not complete ({runner.status}, rc={runner.rc}){tail}")
+        raise AnsibleFailed(
+            redact_text(f"{path.name} did not complete ({runner.status}, rc={runner.rc}){tail}")
+        )
     return result
+
+
+@dataclass(frozen=True)
+class AnsibleDefault:
+    """One drillbook default: Ansible's setting name, the variable that sets it, drillbook's value.
+
+    ``ini`` lists more (section, key) places that count as the user having said
+    something (plugin options such as ``[ssh_connection] pipelining``).
+    """
+
+    setting: str
+    env: str
+    value: str
+    ini: tuple[tuple[str, str], ...] = ()
+
+
+#: What drillbook's playbooks are written for, used only where the user's settings say nothing.
+DRILLBOOK_DEFAULTS: tuple[AnsibleDefault, ...] = (
+    AnsibleDefault("DEFAULT_FORKS", "ANSIBLE_FORKS", "10"),
+    AnsibleDefault("RETRY_FILES_ENABLED", "ANSIBLE_RETRY_FILES_ENABLED", "False"),
+    # Plays say gather_facts: false; facts cost seconds per host and no role needs them.
+    AnsibleDefault("DEFAULT_GATHERING", "ANSIBLE_GATHERING", "explicit"),
+    AnsibleDefault("INTERPRETER_PYTHON", "ANSIBLE_PYTHON_INTERPRETER", "auto_silent"),
+    # Fewer round trips per task over SSH; tasks that become postgres need no world-readable temp files.
+    AnsibleDefault(
+        "ANSIBLE_PIPELINING",
+        "ANSIBLE_PIPELINING",
+        "True",
+        ini=(("ssh_connection", "pipelining"), ("connection", "pipelining")),
+    ),
+    AnsibleDefault("ANSIBLE_NOCOWS", "ANSIBLE_NOCOWS", "True"),
+    AnsibleDefault("LOCALHOST_WARNING", "ANSIBLE_LOCALHOST_WARNING", "False"),
+)
+
+
+def user_ansible_config() -> Path | None:
+    """The ansible.cfg Ansible would use for the user here (``$ANSIBLE_CONFIG``, ./, ~/, /etc/ansible/)."""
+    from ansible.config.manager import find_ini_config_file
+
+    found = find_ini_config_file()
+    return Path(found).resolve() if found else None
+
+
+def ansible_env() -> dict[str, str]:
+    """The environment of an ansible-playbook run: the user's settings, then drillbook's defaults.
+
+    ansible-runner starts ansible-playbook in its own private directory, where
+    Ansible would not find the user's ./ansible.cfg: the file found from here
+    is passed on explicitly.
+    """
+    from ansible.config.manager import ConfigManager
+
+    cfg = user_ansible_config()
+    manager = ConfigManager(str(cfg) if cfg else None)
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    if cfg:
+        with contextlib.suppress(configparser.Error):  # Ansible itself reports a broken file
+            ini.read(cfg)
+    env: dict[str, str] = {"ANSIBLE_NOCOLOR": "1"}
+    if cfg:
+        env["ANSIBLE_CONFIG"] = str(cfg)
+    for default in DRILLBOOK_DEFAULTS:
+        _, origin = manager.get_config_value_and_origin(default.setting)
+        said = origin != "default" or any(ini.has_option(sec, key) for sec, key in default.ini)
+        said = said or any(
+            env_name in os.environ
+            for env_name in (default.env, *(f"ANSIBLE_{k.upper()}" for _, k in default.ini))
+        )
+        if not said:
+            env[default.env] = default.value
+    # ansible-runner turns host key checking off unless ANSIBLE_HOST_KEY_CHECKING is
+    # set: pass on what the user's settings say (Ansible's default: on). An
+    # inventory can still turn it off for its hosts (the lab: ansible_host_key_checking).
+    if "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        checking, _ = manager.get_config_value_and_origin("HOST_KEY_CHECKING")
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "True" if checking in (True, "True", "true", "1", 1) else "False"
+    roles, origin = manager.get_config_value_and_origin("DEFAULT_ROLES_PATH")
+    user_roles = [str(r) for r in (roles or [])] if origin != "default" else []
+    env["ANSIBLE_ROLES_PATH"] = os.pathsep.join([*user_roles, str(ROLES)])
+    return env
 
 
 def _stdout_tail(runner: Any) -> str:
@@ -218,4 +350,4 @@ def _stdout_tail(runner: Any) -> str:
         return ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if "ERROR" in line]
-    return f": {(errors or lines or [''])[-1]}" if lines else ""
+    return redact_text(f": {(errors or lines or [''])[-1]}") if lines else ""

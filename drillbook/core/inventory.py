@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from drillbook.core.errors import ConfigError
-from drillbook.core.paths import ANSIBLE_CFG, default_inventory, export_project_root
+from drillbook.core.paths import default_inventory, export_project_root
 
 M = TypeVar("M", bound=BaseModel)
 
 # Ansible must be told to fail on an inventory it cannot parse (it only warns by default).
 os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
 os.environ.setdefault("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "true")
-os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_CFG))
+# ANSIBLE_CONFIG is left alone: the user's own ansible.cfg applies (see drillbook.core.ansible).
 os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "false")
 
 
@@ -329,6 +329,9 @@ class Inventory:
 
     @functools.cached_property
     def topology(self) -> Topology:
+        from drillbook.core.redact import remember_inventory
+
+        remember_inventory(self)  # every drill reads the topology: its secrets are masked from here on
         instances = tuple(
             AppInstance(
                 host=h,
@@ -346,7 +349,14 @@ class Inventory:
             postgres_admin_dsn=str(self.var("postgres_admin_dsn") or dsn),
             redis_url=self.var("redis_url") if self.has_group("cache") else None,
             app_instances=instances,
-            haproxy_socket=self.var("haproxy_admin_socket", host=lb_host) if lb_host else None,
+            # haproxy_control_socket: the runtime API as the control machine reaches it (an
+            # SSH-forwarded unix socket on a fleet); else the load balancer's own address (the lab).
+            haproxy_socket=(
+                self.var("haproxy_control_socket", host=lb_host)
+                or self.var("haproxy_admin_socket", host=lb_host)
+            )
+            if lb_host
+            else None,
             haproxy_backend=str(self.var("haproxy_backend", "app")),
             haproxy_stats_url=self.var("haproxy_stats_url", host=lb_host) if lb_host else None,
         )

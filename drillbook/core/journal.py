@@ -7,17 +7,28 @@ part of drillbook reads (report list, scorecard, checklist, metrics export)::
     drill, verdict, started_at, finished_at, inventory, environment, thresholds,
     measurements, witnesses, checks[{name, value, limit, ok, detail, op, limit_from}],
     phases[{name, started_at, duration_s, ok, detail}], artefacts[], error, interrupted
+
+Nothing written here carries a secret: :meth:`Journal.write` and
+:func:`summary_markdown` pass everything through :func:`drillbook.core.redact.redact`
+(a drill may copy settings holding a DSN into ``thresholds``; the journal must
+not keep its password). Reports are private by default: the report folder is
+0700 and its files 0600 (:func:`report_modes`, ``DRILLBOOK_REPORT_MODE``), since
+a journal still names hosts, users and databases.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from drillbook.core.errors import ConfigError
+from drillbook.core.redact import redact, redact_text
 
 Verdict = Literal["running", "pass", "fail", "error"]
 
@@ -90,9 +101,22 @@ class Journal:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def redacted(self) -> Journal:
+        """A copy with every secret masked (DSN passwords, secret-named keys, known secret values)."""
+        return Journal.from_dict(redact(json.loads(json.dumps(self.to_dict(), default=str))))
+
     def write(self, path: Path) -> None:
-        """Write atomically: readers never see half a journal."""
-        write_atomic(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        """Write atomically and redacted: readers never see half a journal, nor a password.
+
+        When ``path`` is in the journal's own report folder, the folder and the
+        files drills wrote into it are brought to the report modes as well
+        (after every phase, so artefacts written with a plain ``write_text`` are
+        covered too; the folder itself is private from the first write).
+        """
+        text = json.dumps(redact(self.to_dict()), indent=2, default=str) + "\n"
+        write_atomic(path, text)
+        if self.report_dir and Path(self.report_dir) == path.parent:
+            seal_report_dir(path.parent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Journal:
@@ -107,11 +131,78 @@ class Journal:
         return cls.from_dict(json.loads(path.read_text()))
 
 
+REPORT_MODE_ENV = "DRILLBOOK_REPORT_MODE"
+
+
+def report_modes() -> tuple[int, int]:
+    """(folder mode, file mode) for reports: 0700/0600 unless ``$DRILLBOOK_REPORT_MODE`` says otherwise.
+
+    The variable is the folder's octal mode (``0750`` to share with a group,
+    ``0755`` for everyone); files get the same bits without execute (0640, 0644).
+    """
+    raw = os.environ.get(REPORT_MODE_ENV, "").strip()
+    if not raw:
+        return 0o700, 0o600
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or not mode & 0o700 == 0o700:
+        raise ConfigError(f"{REPORT_MODE_ENV}={raw!r}: want an octal folder mode such as 0700 or 0750")
+    return mode, mode & 0o666
+
+
+def make_report_dir(path: Path) -> Path:
+    """Create one report folder with the report mode (raises FileExistsError like ``Path.mkdir``).
+
+    The call ``drillbook.core.drill._new_report_dir`` makes instead of ``path.mkdir()``.
+    The mode is set with chmod after mkdir, so the umask cannot loosen it.
+    """
+    dir_mode, _ = report_modes()
+    path.mkdir(mode=dir_mode)
+    os.chmod(path, dir_mode)
+    return path
+
+
+def seal_report_dir(path: Path) -> None:
+    """Bring a report folder and the regular files in it (recursively) to the report modes.
+
+    Only ever tightens to the configured modes; symlinks are left alone.
+    """
+    dir_mode, file_mode = report_modes()
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, ""]:
+            _chmod(Path(root, name) if name else Path(root), dir_mode)
+        for name in files:
+            _chmod(Path(root, name), file_mode)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        st = path.lstat()
+        if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
+    except OSError:
+        pass  # a file removed meanwhile, or not ours: the folder's mode still protects it
+
+
+def write_report_text(path: Path, text: str) -> None:
+    """Write a text artefact (summary.md, HTML, metrics) redacted, atomically, in the report file mode."""
+    write_atomic(path, redact_text(text))
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same directory and a rename."""
+    """Write ``text`` to ``path`` through a temp file in the same directory and a rename.
+
+    The file gets the report file mode (0600 by default): journals and
+    summaries are written through here, and mkstemp's private temp file keeps
+    that mode until the rename.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _, file_mode = report_modes()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, file_mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -131,7 +222,8 @@ def _fmt(value: Any) -> str:
 
 
 def summary_markdown(journal: Journal, extra: str = "") -> str:
-    """A short human summary: verdict, checks, measurements with their witnesses, phases."""
+    """A short human summary: verdict, checks, measurements with their witnesses, phases (redacted)."""
+    journal = journal.redacted()
     lines = [
         f"# {journal.drill}: {journal.verdict.upper()}",
         "",
@@ -162,4 +254,4 @@ def summary_markdown(journal: Journal, extra: str = "") -> str:
         lines += ["", "## Artefacts", ""] + [f"- [{a}]({a})" for a in journal.artefacts]
     if extra:
         lines += ["", extra]
-    return "\n".join(lines) + "\n"
+    return redact_text("\n".join(lines) + "\n")

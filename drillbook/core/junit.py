@@ -1,4 +1,9 @@
-"""JUnit XML for CI systems: one test suite per drill, one test case per check."""
+"""JUnit XML for CI systems: one test suite per drill, one test case per check.
+
+CI systems keep and show these files to everyone with access to the pipeline,
+so the journal is redacted before it becomes XML and the file is written with
+the report file mode (0600 unless ``DRILLBOOK_REPORT_MODE`` says otherwise).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drillbook.core.journal import write_atomic
+
 if TYPE_CHECKING:
     from drillbook.core.journal import Journal
 
 
 def write_junit(journal: Journal, path: Path) -> None:
     """Write ``journal`` as JUnit XML; an error verdict is an <error> on a synthetic case."""
+    journal = journal.redacted()
     suite = ET.Element(
         "testsuite",
         name=journal.drill,
@@ -33,7 +41,8 @@ def write_junit(journal: Journal, path: Path) -> None:
     props = ET.SubElement(suite, "properties")
     for key, value in journal.measurements.items():
         ET.SubElement(props, "property", name=key, value=str(value))
-    path.parent.mkdir(parents=True, exist_ok=True)
     root = ET.Element("testsuites")
     root.append(suite)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    ET.indent(root)
+    xml = ET.tostring(root, encoding="unicode")
+    write_atomic(path, "<?xml version='1.0' encoding='utf-8'?>\n" + xml + "\n")

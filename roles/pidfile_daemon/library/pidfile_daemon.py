@@ -67,7 +67,16 @@ options:
     type: path
     default: /
   env:
-    description: Environment variables for the daemon (values are turned into strings).
+    description:
+      - Environment variables for the daemon (values are turned into strings).
+      - Secrets in it never appear in the task's result (its C(invocation)
+        included) or in its messages - the values of variables whose name
+        looks like a secret (C(*PASSWORD*), C(*SECRET*), C(*TOKEN*), C(*API_KEY*),
+        C(*AUTH*)...) and the password part of any C(scheme://user:password@host)
+        value are masked as no_log values. The other values stay visible, so
+        a failure still says which release and paths were used (a blanket
+        C(no_log) on the whole dict would mask short values such as C(1)
+        everywhere in the result, pids included).
     type: dict
     default: {}
   inherit_env:
@@ -227,6 +236,7 @@ import errno
 import grp
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -637,6 +647,26 @@ class Daemon(object):
         return killed_at
 
 
+_SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|AUTH|CREDENTIAL)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"://[^:/@\s]*:([^@/\s]+)@")
+
+
+def secret_env_values(env):
+    """Values of ``env`` that must never be shown: secret-named variables, passwords inside URLs."""
+    secrets = set()
+    for name, value in (env or {}).items():
+        text = "%s" % (value,)
+        if not text:
+            continue
+        if _SECRET_NAME.search(name):
+            secrets.add(text)
+        for password in _URL_PASSWORD.findall(text):
+            secrets.add(password)
+            secrets.add(text)
+    return secrets
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -669,6 +699,8 @@ def main():
         ],
         supports_check_mode=True,
     )
+    # Before anything can fail or exit: exit_json/fail_json mask these everywhere.
+    module.no_log_values.update(secret_env_values(module.params["env"]))
     state = module.params["state"]
     daemon = Daemon(module)
     before = daemon.running_pid()
