@@ -337,7 +337,7 @@ def test_unhealthy_target_gets_no_fault(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("DRILLBOOK_STATE_DIR", str(tmp_path / "state"))
     inv = load_inventory(TEST_INVENTORY)
     ran: list[str] = []
-    monkeypatch.setattr("drillbook.chaos.drill.run_playbook", lambda *a, **k: ran.append("playbook"))
+    monkeypatch.setattr("drillbook.chaos.fault.run_playbook", lambda *a, **k: ran.append("playbook"))
     drill = KillDb(build_plan(inv, "kill-db", ChaosSettings()), duration_s=1)
     journal = execute(drill, DrillContext(inventory=inv, report_root=tmp_path / "reports", quiet=True))
     assert journal.verdict == "error" and journal.exit_code == 2
