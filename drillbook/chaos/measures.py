@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +143,11 @@ def common_figures(
 
 
 def not_recovered_detail(
-    what: str, plan: ChaosPlan, observers: Observers, recovered: Any, attempts: list[Attempt]
+    what: str,
+    plan: ChaosPlan,
+    observers: Observers,
+    recovered: Callable[[Sample], bool],
+    attempts: list[Attempt],
 ) -> str:
     """Why ``recovery_s`` has no value: which piece, its last answer, and every restore attempt."""
     t, s = plan.target, plan.settings

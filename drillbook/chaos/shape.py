@@ -174,16 +174,16 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         if lb and lb[-1].error:
             run.note(f"HAProxy stats: {lb[-1].error}")
         seen = Seen(
-            self.plan,
-            kill,
-            restore_cmd,
-            back,
-            recovered,
-            end,
-            obs.samples(),
-            lb,
-            obs.outcomes(),
-            obs.observations(),
+            plan=self.plan,
+            kill=kill,
+            restore_cmd=restore_cmd,
+            back=back,
+            recovered=recovered,
+            end=end,
+            samples=obs.samples(),
+            lb=lb,
+            outcomes=obs.outcomes(),
+            witness=obs.observations(),
         )
         not_recovered = (
             ""
