@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -10,11 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drillbook.chaos import analysis as an
-from drillbook.chaos.drill import KillApp, KillDb, KillRedis
+from drillbook.chaos.drill import ChaosDrill, KillApp, KillDb, KillRedis
 from drillbook.chaos.plan import ChaosSettings, build_plan, format_plan, guard_production, load_settings
 from drillbook.chaos.witness import (
     Witness,
@@ -26,8 +28,10 @@ from drillbook.chaos.witness import (
     redis_check,
     tcp_check,
 )
+from drillbook.core.checks import evaluate
 from drillbook.core.drill import DrillContext, execute
 from drillbook.core.errors import ConfigError
+from drillbook.core.haproxy import server_down, server_up
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import LAB_INVENTORY, REPO_ROOT
 from drillbook.core.probes import Sample
@@ -337,7 +341,7 @@ def test_unhealthy_target_gets_no_fault(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("DRILLBOOK_STATE_DIR", str(tmp_path / "state"))
     inv = load_inventory(TEST_INVENTORY)
     ran: list[str] = []
-    monkeypatch.setattr("drillbook.chaos.drill.run_playbook", lambda *a, **k: ran.append("playbook"))
+    monkeypatch.setattr("drillbook.chaos.fault.run_playbook", lambda *a, **k: ran.append("playbook"))
     drill = KillDb(build_plan(inv, "kill-db", ChaosSettings()), duration_s=1)
     journal = execute(drill, DrillContext(inventory=inv, report_root=tmp_path / "reports", quiet=True))
     assert journal.verdict == "error" and journal.exit_code == 2
@@ -345,3 +349,61 @@ def test_unhealthy_target_gets_no_fault(tmp_path: Path, monkeypatch: pytest.Monk
     (check,) = journal.failed_checks
     assert check.name == "steady_state" and "no fault injected" in check.detail
     assert not any(p.name.startswith("act") for p in journal.phases)
+
+
+# -- the typed shape: declared checks, numeric limits, one "is it up" --------------------
+
+
+@pytest.mark.parametrize("cls", [KillDb, KillRedis, KillApp])
+def test_every_numeric_check_has_a_numeric_limit_from_the_settings(cls: type[ChaosDrill[Any]]) -> None:
+    """Judged from data: a record with every figure missing fails every check, each with its limit."""
+    assert cls.measured is not None
+    record = cls.measured()
+    checks = evaluate(cls.checks, record, ChaosSettings())
+    names = [c.name for c in checks]
+    assert names[0] == "fault_witnessed" and names[-2:] == ["data_intact", "acknowledged_writes_lost"]
+    assert "recovery_s" in names and len(names) == len(set(names))
+    assert not any(c.ok for c in checks), [c.name for c in checks if c.ok]
+    numeric = [c for c in checks if c.op in ("<=", ">=", "==")]
+    assert numeric and all(
+        isinstance(c.limit, int | float) and not isinstance(c.limit, bool) for c in numeric
+    )
+    limits = {c.name: (c.limit, c.limit_from) for c in checks}
+    assert limits["recovery_s"] == (60.0, "recovery_limit_s")
+
+
+def test_kill_redis_judges_its_own_flip_limit() -> None:
+    by_name = {c.name: c for c in KillRedis.checks}
+    assert by_name["degraded_flip_s"].limit_from == "degraded_flip_limit_s"
+    assert ChaosSettings().degraded_flip_limit_s == ChaosSettings().readiness_flip_limit_s == 5.0
+    record = KillRedis.measured(degraded_flip_s=6.0)  # type: ignore[misc]
+    judged = evaluate(KillRedis.checks, record, ChaosSettings(degraded_flip_limit_s=7))
+    (check,) = [c for c in judged if c.name == "degraded_flip_s"]
+    assert check.ok and check.limit == 7
+
+
+def test_check_details_stay_out_of_the_measurements() -> None:
+    """The journal's measurement names are the figures; a check's explanation lives in the check."""
+    record = KillDb.measured(readiness_flip_detail="app-1 never answered 503")  # type: ignore[misc]
+    dumped = record.model_dump()
+    assert "readiness_flip_detail" not in dumped and "fault_witnessed" not in dumped
+    assert {"readiness_flip_s", "readiness_flip_by_instance", "recovery_s", "data_intact"} <= set(dumped)
+    (flip,) = [c for c in evaluate(KillDb.checks, record, ChaosSettings()) if c.name == "readiness_flip_s"]
+    assert "app-1 never answered 503" in flip.detail
+
+
+def test_kill_app_without_haproxy_does_not_judge_lb_detect(lab_inv) -> None:  # type: ignore[no-untyped-def]
+    plan = build_plan(lab_inv, "kill-app", load_settings(lab_inv), instance=2)
+    with_lb = KillApp(plan)
+    assert with_lb.thresholds is not None and with_lb.thresholds.lb_detect_limit_s == 5.0  # type: ignore[attr-defined]
+    without = KillApp(dataclasses.replace(plan, haproxy_socket=None))
+    names = [c.name for c in evaluate(KillApp.checks, KillApp.measured(), without.thresholds)]  # type: ignore[misc]
+    assert "lb_detect_s" not in names and "others_stayed_in_rotation" in names
+
+
+def test_haproxy_up_and_down_are_stated_once() -> None:
+    for status in ("UP", "UP 1/3", "no check"):
+        assert server_up(status) and not server_down(status), status
+    for status in ("DOWN", "DOWN 1/2", "MAINT", "NOLB"):
+        assert server_down(status) and not server_up(status), status
+    assert not server_up("DRAIN") and not server_down("DRAIN")  # draining: neither

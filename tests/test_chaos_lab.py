@@ -62,6 +62,17 @@ def _explain(journal: Journal) -> str:
     )[:3000]
 
 
+def _assert_numeric_limits(journal: Journal) -> None:
+    """Every numeric check journals a number as its limit and the settings field it came from."""
+    numeric = [c for c in journal.checks if c.op in ("<=", ">=")]
+    assert numeric, journal.checks
+    for c in numeric:
+        assert isinstance(c.limit, int | float) and not isinstance(c.limit, bool), c
+        assert c.limit_from and journal.thresholds[c.limit_from] == c.limit, c
+    lost = next(c for c in journal.checks if c.name == "acknowledged_writes_lost")
+    assert lost.op == "==" and lost.limit == 0
+
+
 @pytest.fixture()
 def healthy_after(lab: dict[str, Any], lab_inventory: Inventory, tmp_path: Path) -> Iterator[None]:
     """The lab is healthy before the test and is left healthy after it."""
@@ -90,6 +101,12 @@ def test_kill_db_passes(lab_inventory: Inventory, report_root: Path, healthy_aft
     names = [p.name for p in journal.phases]
     assert "act/inject" in names and "restore" in names
     assert (Path(journal.report_dir or "") / "timeline.json").exists()
+    _assert_numeric_limits(journal)
+    assert [c.name for c in journal.checks if c.limit_from] == [
+        "readiness_flip_s",
+        "recovery_s",
+        "outage_p95_ms",
+    ]
 
 
 def test_kill_redis_degrades_gracefully(
@@ -103,6 +120,9 @@ def test_kill_redis_degrades_gracefully(
     assert m["error_pct_during_outage"] == 0 and m["requests_during_outage"] > 0
     assert m["cache_back"] is True and m["recovery_s"] is not None
     assert m["degraded_flip_s"] is not None
+    _assert_numeric_limits(journal)
+    flip = next(c for c in journal.checks if c.name == "degraded_flip_s")
+    assert flip.limit_from == "degraded_flip_limit_s"  # its own limit, not kill-db's
 
 
 def test_kill_app_routes_around(lab_inventory: Inventory, report_root: Path, healthy_after: None) -> None:
@@ -114,6 +134,12 @@ def test_kill_app_routes_around(lab_inventory: Inventory, report_root: Path, hea
     assert m["lb_detect_s"] is not None and m["lb_detect_s"] <= 5
     assert m["error_pct_during_outage"] <= 1.0
     assert "HAProxy" in journal.witnesses["lb_detect_s"]
+    _assert_numeric_limits(journal)
+    assert {c.name for c in journal.checks if c.limit_from} == {
+        "lb_detect_s",
+        "error_pct_during_outage",
+        "recovery_s",
+    }
 
 
 def _deploy(inv: Inventory, version: str, host: str) -> None:

@@ -1,6 +1,7 @@
 """Chaos drills: SIGKILL a service through Ansible, witness the fault, measure the reaction, restore.
 
-``KillDb``, ``KillRedis`` and ``KillApp`` share one shape (:mod:`drillbook.chaos.drill`);
+``KillDb``, ``KillRedis`` and ``KillApp`` (kill_db.py, kill_redis.py, kill_app.py) share one
+shape (:mod:`drillbook.chaos.shape`); :mod:`drillbook.chaos.drill` maps each fault to its drill.
 ``Recover`` puts everything back after a drill that could not (:mod:`drillbook.chaos.recover`).
 Build them from an inventory with ``KillDb.for_inventory(inv, duration_s=3)``.
 """

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drillbook.chaos.witness import LbObservation, Observation
+from drillbook.chaos.witness import Observation
+from drillbook.core.haproxy import ServerTable
 from drillbook.core.probes import Sample, percentile
 from drillbook.core.traffic import Outcome
 
@@ -174,8 +175,8 @@ def probe_transitions(samples: Sequence[Sample], origin_wall: float) -> list[dic
     return _transitions(((s.t, s.wall, state(s)) for s in samples), origin_wall)
 
 
-def lb_transitions(observations: Sequence[LbObservation], origin_wall: float) -> list[dict[str, Any]]:
-    def state(o: LbObservation) -> str:
+def lb_transitions(observations: Sequence[ServerTable], origin_wall: float) -> list[dict[str, Any]]:
+    def state(o: ServerTable) -> str:
         return o.error or ", ".join(f"{k}={v}" for k, v in sorted(o.status.items()))
 
     return _transitions(((o.t, o.wall, state(o)) for o in observations), origin_wall)

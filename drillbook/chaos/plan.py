@@ -35,12 +35,14 @@ class ChaosSettings(BaseModel):
 
     # Judged limits.
     readiness_flip_limit_s: float = Field(5.0, gt=0)
+    degraded_flip_limit_s: float = Field(5.0, gt=0)
     recovery_limit_s: float = Field(60.0, gt=0)
     outage_p95_limit_ms: float = Field(1000.0, gt=0)
     redis_latency_p95_limit_ms: float = Field(250.0, gt=0)
     redis_error_pct_limit: float = Field(0.0, ge=0, le=100)
     app_error_pct_limit: float = Field(1.0, ge=0, le=100)
-    lb_detect_limit_s: float = Field(5.0, gt=0)
+    #: None: not judged (also what kill-app uses when the inventory names no HAProxy admin socket).
+    lb_detect_limit_s: float | None = Field(5.0, gt=0)
     # How the drill runs.
     duration_s: float = Field(5.0, gt=0, le=3600)
     baseline_s: float = Field(1.0, ge=0.2, le=60)
@@ -230,7 +232,8 @@ WHAT_IS_VERIFIED: dict[Fault, list[str]] = {
         "the marker row written before the kill is still in the database (data_intact)",
     ],
     "kill-redis": [
-        "every instance's /health/ready stays 200 and reports degraded=true",
+        "every instance's /health/ready stays 200 and reports degraded=true "
+        "within {degraded_flip_limit_s} s of the witnessed kill (degraded_flip_s)",
         "items API (reads and writes) keeps answering correctly: "
         "error_pct_during_outage <= {redis_error_pct_limit} %",
         "latency during the outage: p95 <= {redis_latency_p95_limit_ms} ms (outage_p95_ms)",

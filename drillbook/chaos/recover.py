@@ -19,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pydantic import Field
+
 from drillbook.chaos.plan import ChaosSettings, load_settings
 from drillbook.chaos.witness import Check, host_port, pg_address, postgres_check, redis_check, tcp_check
 from drillbook.core import health
 from drillbook.core.ansible import run_playbook
-from drillbook.core.drill import DrillRun, LegacyDrill
+from drillbook.core.checks import Measurements, Outcome, each_ok, witnessed
+from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import DrillbookError, TargetUnreachable
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import wait_until
@@ -63,38 +66,46 @@ def services(inv: Inventory, s: ChaosSettings) -> list[Service]:
     return out
 
 
-class Recover(LegacyDrill):
+class Recovered(Measurements):
+    """How long until every piece was healthy, and each piece's last health (one check per piece)."""
+
+    healthy_after_s: float | None = witnessed("health checks of every piece every 0.25 s")
+    pieces: list[Outcome] = Field(default_factory=list, exclude=True)  # checks healthy:<piece>
+
+
+class Recover(Drill[list[Service], None, Recovered]):
     """Start PostgreSQL, Redis and every app instance unless running; wait until all is healthy."""
 
     name: ClassVar[str] = "chaos.recover"
     runbook: ClassVar[str | None] = "runbooks/db-outage.md"
+    measured = Recovered
+    checks = (each_ok("pieces"),)
 
     def __init__(self, settings: ChaosSettings) -> None:
         super().__init__(thresholds=settings)
         self.s = settings
-        self.services: list[Service] = []
-        self.last: list[health.Health] = []
 
     @classmethod
     def for_inventory(cls, inv: Inventory) -> Recover:
         return cls(load_settings(inv))
 
-    def preflight(self, run: DrillRun) -> None:
-        self.services = services(run.inventory, self.s)
+    def preflight(self, run: DrillRun) -> list[Service]:
+        to_start = services(run.inventory, self.s)
         down = []
-        for svc in self.services:
+        for svc in to_start:
             for where, check in svc.witnesses:
                 up, detail = check()
                 if not up:
                     down.append(f"{svc.name} {where}: {detail}")
         run.measure("down_before", down, witness="direct protocol probes")
         run.note("down: " + "; ".join(down) if down else "every service accepts connections already")
+        return to_start
 
-    def act(self, run: DrillRun) -> None:
+    def act(self, run: DrillRun, plan: list[Service]) -> None:
         started: dict[str, int] = {}
         failed: list[str] = []
         unreachable: list[str] = []
-        for svc in self.services:
+        for svc in plan:
             with run.phase(f"start-{svc.name}") as record:
                 try:
                     pb = run_playbook(
@@ -125,7 +136,7 @@ class Recover(LegacyDrill):
                 "could not recover " + "; ".join(unreachable) + ": not waiting for what could not be started"
             )
 
-    def observe(self, run: DrillRun) -> None:
+    def observe(self, run: DrillRun, plan: list[Service], acted: None) -> Recovered:
         topo = run.inventory.topology
         last: list[health.Health] = []
 
@@ -135,9 +146,27 @@ class Recover(LegacyDrill):
             return all(p.ok for p in last)
 
         waited = wait_until(all_healthy, self.s.recovery_limit_s, 0.25)
-        run.measure("healthy_after_s", round(waited, 3) if waited is not None else None)
-        self.last = last
+        return Recovered(
+            healthy_after_s=round(waited, 3) if waited is not None else None,
+            pieces=[
+                Outcome(
+                    name=f"healthy:{p.piece}",
+                    ok=p.ok,
+                    value=p.ok,
+                    expected=True,
+                    detail="" if p.ok else p.detail,
+                )
+                for p in last
+            ],
+        )
 
-    def verify(self, run: DrillRun) -> None:
-        for piece in self.last:
-            run.check_true(f"healthy:{piece.piece}", piece.ok, "" if piece.ok else piece.detail)
+
+def _healthy(piece: health.Health) -> Outcome:
+    """One piece's last health as the check ``healthy:<piece>``."""
+    return Outcome(
+        name=f"healthy:{piece.piece}",
+        ok=piece.ok,
+        value=piece.ok,
+        expected=True,
+        detail="" if piece.ok else piece.detail,
+    )

@@ -18,22 +18,20 @@ Three checks, each a plain socket conversation:
   it is up but still loading its dataset, which is not yet "back".
 * Anything else (an app instance): a TCP connect.
 
-An HAProxy watch does the same for the load balancer's own view: each server's
-status from ``show stat`` on a clock, to witness when HAProxy marked an
-instance DOWN and when it took it back.
+The loop is core/sampling.py's; the load balancer's own view (each server's
+status from ``show stat`` on a clock) is core/haproxy.py's ``HAProxyWatch``.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from drillbook.core.haproxy import HAProxy
+from drillbook.core.sampling import Sampler
 
 #: A check answers (accepting, detail) and never raises.
 Check = Callable[[], tuple[bool, str]]
@@ -178,139 +176,30 @@ def host_port(url: str, default_port: int) -> tuple[str, int]:
 # -- the loop ------------------------------------------------------------------------
 
 
-@dataclass
-class Witness:
-    """A background thread that runs ``check`` every ``interval_s`` on a fixed clock."""
+class Witness(Sampler[Observation]):
+    """``check`` run every ``interval_s`` in the background (core/sampling.py), every answer kept."""
 
-    name: str
-    check: Check
-    interval_s: float = 0.05
-    target: str = ""
-    observations: list[Observation] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, name: str, check: Check, interval_s: float = 0.05, target: str = "") -> None:
+        super().__init__(f"witness-{name}", self.look, clock=interval_s, join_timeout_s=2.0)
+        self.check = check
+        self.target = target
 
     def look(self) -> Observation:
+        """One look now, in the caller's thread (steady state, the restore's own check)."""
         wall, t0 = time.time(), time.monotonic()
         up, detail = self.check()
         return Observation(t0, wall, up, (time.monotonic() - t0) * 1000, detail)
 
-    def start(self) -> Witness:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"witness-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> list[Observation]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=2)
-        return self.observations
-
-    def _loop(self) -> None:
-        start = time.monotonic()
-        k = 0
-        while not self._stop.is_set():
-            self.observations.append(self.look())
-            k += 1
-            now = time.monotonic()
-            due = start + k * self.interval_s
-            if due < now:  # a slow look (timeout): skip missed slots instead of bursting
-                k = int((now - start) / self.interval_s) + 1
-                due = start + k * self.interval_s
-            self._stop.wait(max(0.0, due - time.monotonic()))
+    @property
+    def observations(self) -> list[Observation]:
+        return self.snapshot()
 
     # -- questions -----------------------------------------------------------------
     def first_down_after(self, t: float) -> Observation | None:
-        return first_obs(self.observations, after=t, up=False)
+        return self.first(after=t, where=lambda o: not o.up)
 
     def first_up_after(self, t: float) -> Observation | None:
-        return first_obs(self.observations, after=t, up=True)
+        return self.first(after=t, where=lambda o: o.up)
 
     def last_up_before(self, t: float) -> Observation | None:
-        before = [o for o in list(self.observations) if o.t < t and o.up]
-        return before[-1] if before else None
-
-    @property
-    def up_now(self) -> bool:
-        obs = self.observations
-        return bool(obs) and obs[-1].up
-
-
-def first_obs(observations: Sequence[Observation], *, after: float, up: bool) -> Observation | None:
-    """The first observation at or after ``after`` (monotonic) that is up (or down)."""
-    for obs in list(observations):
-        if obs.t >= after and obs.up == up:
-            return obs
-    return None
-
-
-# -- HAProxy's own view ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LbObservation:
-    t: float
-    wall: float
-    status: dict[str, str]  # server -> HAProxy status (UP, DOWN, "UP 1/3", MAINT...)
-    error: str | None = None
-
-
-def lb_down(status: str) -> bool:
-    """HAProxy has taken the server out of rotation (DOWN, including 'DOWN 1/2' while rising)."""
-    return status.startswith(("DOWN", "MAINT", "NOLB"))
-
-
-def lb_up(status: str) -> bool:
-    return status.startswith("UP") or status == "no check"
-
-
-@dataclass
-class LbWatch:
-    """``show stat`` of one backend every ``interval_s``: when HAProxy marks servers DOWN and UP."""
-
-    socket_path: str
-    backend: str
-    interval_s: float = 0.1
-    observations: list[LbObservation] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> LbWatch:
-        self._thread = threading.Thread(target=self._loop, name="witness-haproxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> list[LbObservation]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=3)
-        return self.observations
-
-    def look(self) -> LbObservation:
-        wall, t0 = time.time(), time.monotonic()
-        try:
-            stats = HAProxy(self.socket_path, timeout_s=min(1.0, max(0.2, self.interval_s * 5)))
-            rows = stats.stats(self.backend)
-            return LbObservation(t0, wall, {r.server: r.status for r in rows})
-        except Exception as exc:  # an observation, never a crash of the watch
-            return LbObservation(t0, wall, {}, f"{type(exc).__name__}: {exc}")
-
-    def _loop(self) -> None:
-        start = time.monotonic()
-        k = 0
-        while not self._stop.is_set():
-            self.observations.append(self.look())
-            k += 1
-            due = start + k * self.interval_s
-            now = time.monotonic()
-            if due < now:
-                k = int((now - start) / self.interval_s) + 1
-                due = start + k * self.interval_s
-            self._stop.wait(max(0.0, due - time.monotonic()))
-
-    def first_where(self, server: str, after: float, pred: Callable[[str], bool]) -> LbObservation | None:
-        for obs in list(self.observations):
-            if obs.t >= after and server in obs.status and pred(obs.status[server]):
-                return obs
-        return None
+        return self.last(before=t, where=lambda o: o.up)

@@ -5,6 +5,10 @@ call costs 6-15 ms, a direct socket round trip well under 1 ms. The socket is a
 unix path (the lab) or ``host:port`` for a TCP ``stats socket`` on a remote load
 balancer. Each call opens a connection, sends one command and reads to EOF
 (HAProxy's non-interactive mode).
+
+What "up" means is stated once here (:func:`server_up`, :func:`server_down`), and
+:class:`HAProxyWatch` samples a backend's server table on a clock (core/sampling.py):
+the load balancer's own witness of when it took a server out of rotation and back.
 """
 
 from __future__ import annotations
@@ -12,9 +16,26 @@ from __future__ import annotations
 import csv
 import io
 import socket
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from drillbook.core.errors import ConfigError, TargetUnreachable
+from drillbook.core.sampling import Sampler
+
+
+def server_up(status: str) -> bool:
+    """HAProxy holds the server in rotation: ``UP``, ``UP 1/3`` (going down, still in), or ``no check``."""
+    return status.startswith("UP") or status == "no check"
+
+
+def server_down(status: str) -> bool:
+    """HAProxy has taken the server out: ``DOWN`` (also ``DOWN 1/2`` while rising), ``MAINT``, ``NOLB``.
+
+    ``DRAIN`` is neither up nor down: no new sessions, existing ones finish. A drill
+    that counts a draining server as serving asks ``not server_down(status)``.
+    """
+    return status.startswith(("DOWN", "MAINT", "NOLB"))
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,11 @@ class ServerStat:
 
     @property
     def up(self) -> bool:
-        return self.status.startswith("UP") or self.status == "no check"
+        return server_up(self.status)
+
+    @property
+    def down(self) -> bool:
+        return server_down(self.status)
 
 
 class HAProxy:
@@ -138,3 +163,43 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+@dataclass(frozen=True)
+class ServerTable:
+    """One look at a backend: every server's stats row, or why the look failed."""
+
+    t: float  # monotonic
+    wall: float
+    servers: dict[str, ServerStat] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def status(self) -> dict[str, str]:
+        """Server -> HAProxy status (UP, DOWN, "UP 1/3", MAINT...)."""
+        return {name: stat.status for name, stat in self.servers.items()}
+
+
+class HAProxyWatch(Sampler[ServerTable]):
+    """``show stat`` of one backend every ``interval_s``: when HAProxy marks servers DOWN and UP.
+
+    A failed look (socket gone, HAProxy restarting) is kept as a table with ``error``:
+    the load balancer being unreachable is itself an observation, not a crash.
+    """
+
+    def __init__(self, address: str, backend: str, interval_s: float = 0.1) -> None:
+        super().__init__("witness-haproxy", self._look, clock=interval_s, join_timeout_s=3.0)
+        self.client = HAProxy(address, timeout_s=min(1.0, max(0.2, interval_s * 5)))
+        self.backend = backend
+
+    def _look(self) -> ServerTable:
+        wall, t0 = time.time(), time.monotonic()
+        try:
+            rows = self.client.stats(self.backend)
+        except Exception as exc:  # an observation, never a crash of the watch
+            return ServerTable(t0, wall, {}, f"{type(exc).__name__}: {exc}")
+        return ServerTable(t0, wall, {r.server: r for r in rows})
+
+    def first_where(self, server: str, after: float, pred: Callable[[str], bool]) -> ServerTable | None:
+        """The first look at or after ``after`` in which ``server``'s status satisfies ``pred``."""
+        return self.first(after=after, where=lambda o: server in o.servers and pred(o.servers[server].status))

@@ -1,20 +1,22 @@
 """HTTP probes sampled on a clock, and the questions drills ask of them.
 
 A probe loop samples one URL every ``interval_s`` on a fixed schedule (no drift:
-sample k is due at start + k x interval), records status and latency with both a
-monotonic and a wall-clock timestamp, and answers "when did it first go bad
+sample k is due at start + k x interval; the loop is core/sampling.py's), records
+status and latency with both a monotonic and a wall-clock timestamp, and answers "when did it first go bad
 after t, and when good again". Each request has a short timeout and no retries:
 a retry would hide exactly the outage a drill is trying to see.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
+
+from drillbook.core.sampling import Every, Sampler, Take
 
 
 @dataclass(frozen=True)
@@ -74,47 +76,34 @@ def sample_once(client: httpx.Client, probe: Probe) -> Sample:
         )
 
 
-@dataclass
-class ProbeLoop:
-    """A background thread sampling one probe until stopped."""
+class ProbeLoop(Sampler[Sample]):
+    """One probe sampled in the background (core/sampling.py) with its own HTTP client.
 
-    probe: Probe
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    The client lives in the sampling thread and has no retries; a slow answer skips
+    the slots it overran instead of bursting.
+    """
 
-    def start(self) -> ProbeLoop:
-        self._thread = threading.Thread(target=self._loop, name=f"probe-{self.probe.name}", daemon=True)
-        self._thread.start()
-        return self
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(
+            f"probe-{probe.name}",
+            session=self._probing,
+            clock=Every(probe.interval_s),
+            join_timeout_s=probe.timeout_s + 2,
+        )
+        self.probe = probe
 
-    def stop(self) -> list[Sample]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=self.probe.timeout_s + 2)
-        return self.samples
-
-    def _loop(self) -> None:
+    @contextmanager
+    def _probing(self) -> Iterator[Take[Sample]]:
         transport = httpx.HTTPTransport(retries=0)
         with httpx.Client(transport=transport, headers={"User-Agent": "drillbook-probe"}) as client:
-            start = time.monotonic()
-            k = 0
-            while not self._stop.is_set():
-                self.samples.append(sample_once(client, self.probe))
-                k += 1
-                due = start + k * self.probe.interval_s
-                now = time.monotonic()
-                if due < now:  # a slow sample: skip the missed slots rather than bursting
-                    k = int((now - start) / self.probe.interval_s) + 1
-                    due = start + k * self.probe.interval_s
-                self._stop.wait(max(0.0, due - time.monotonic()))
+            yield lambda: sample_once(client, self.probe)
 
     # -- questions ---------------------------------------------------------------
     def first_bad_after(self, t: float) -> Sample | None:
-        return first_where(self.samples, after=t, good=False, judge=self.probe.judge)
+        return self.first(after=t, where=lambda s: not self.probe.judge(s))
 
     def first_good_after(self, t: float) -> Sample | None:
-        return first_where(self.samples, after=t, good=True, judge=self.probe.judge)
+        return self.first(after=t, where=self.probe.judge)
 
 
 def first_where(
@@ -170,7 +159,9 @@ class ProbeSet:
         return self.loops[name]
 
     def all_good_now(self) -> bool:
-        return all(loop.samples and loop.probe.judge(loop.samples[-1]) for loop in self.loops.values())
+        return all(
+            (latest := loop.latest()) is not None and loop.probe.judge(latest) for loop in self.loops.values()
+        )
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> float | None:

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from drillbook.core.probes import percentile
+from drillbook.core.sampling import SampleError, Sampler, Take
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,35 @@ class Outcome:
 RequestSource = Callable[[int], Request]
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    """The traffic's clock: request k due at start + the sum of k gaps (Poisson or even), never skipped.
+
+    An open model: a late request is sent at once (the users did not wait for the
+    service), unlike a probe, which skips the slots it missed.
+    """
+
+    rps: float
+    poisson: bool = True
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def gap(self) -> float:
+        return self.rng.expovariate(self.rps) if self.poisson else 1.0 / self.rps
+
+    def first(self, start: float) -> float:
+        return start + self.gap()
+
+    def next(self, due: float, now: float) -> float:
+        return due + self.gap()
+
+
 @dataclass
 class Traffic:
-    """Send ``source(k)`` at ``rps`` requests per second to ``base_url`` until stopped."""
+    """Send ``source(k)`` at ``rps`` requests per second to ``base_url`` until stopped.
+
+    The schedule is a core/sampling.py sampler on an :class:`Arrivals` clock; each
+    take hands one request to a worker pool and the workers record the outcomes.
+    """
 
     base_url: str
     rps: float
@@ -61,26 +88,33 @@ class Traffic:
     workers: int = 32
     poisson: bool = True
     outcomes: list[Outcome] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sampler: Sampler[Outcome] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Traffic:
         if self.rps <= 0:
             return self
-        self._thread = threading.Thread(target=self._schedule, name="traffic", daemon=True)
-        self._thread.start()
+        self._sampler = Sampler(
+            "traffic",
+            session=self._sending,
+            clock=Arrivals(self.rps, self.poisson),
+            join_timeout_s=self.timeout_s + 5,
+            into=self.outcomes,  # one list: ``outcomes`` stays the public record
+        )
+        self._sampler.start()
         return self
 
     def stop(self) -> list[Outcome]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=self.timeout_s + 5)
+        if self._sampler is not None:
+            self._sampler.stop()
         return self.snapshot()
 
     def snapshot(self) -> list[Outcome]:
-        with self._lock:
-            return list(self.outcomes)
+        return self._sampler.snapshot() if self._sampler is not None else list(self.outcomes)
+
+    @property
+    def errors(self) -> list[SampleError]:
+        """Requests that could not even be scheduled (a request source that raised)."""
+        return list(self._sampler.errors) if self._sampler is not None else []
 
     def __enter__(self) -> Traffic:
         return self.start()
@@ -88,9 +122,11 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _schedule(self) -> None:
-        rng = random.Random()
+    @contextmanager
+    def _sending(self) -> Iterator[Take[Outcome]]:
+        """Client and worker pool live as long as the schedule; closing waits for requests in flight."""
         limits = httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers)
+        counter = itertools.count()
         with (
             httpx.Client(
                 base_url=self.base_url,
@@ -101,16 +137,11 @@ class Traffic:
             ) as client,
             ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic") as pool,
         ):
-            due = time.monotonic()
-            for k in itertools.count():
-                if self._stop.is_set():
-                    break
-                gap = rng.expovariate(self.rps) if self.poisson else 1.0 / self.rps
-                due += gap
-                delay = due - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):
-                    break
-                pool.submit(self._send, client, self.source(k))
+
+            def send_next() -> None:
+                pool.submit(self._send, client, self.source(next(counter)))
+
+            yield send_next
 
     def _send(self, client: httpx.Client, req: Request) -> None:
         wall, t0 = time.time(), time.monotonic()
@@ -122,8 +153,8 @@ class Traffic:
             outcome = Outcome(
                 t0, wall, req.endpoint, None, (time.monotonic() - t0) * 1000, False, type(exc).__name__
             )
-        with self._lock:
-            self.outcomes.append(outcome)
+        if self._sampler is not None:
+            self._sampler.record(outcome)
 
 
 @dataclass(frozen=True)
