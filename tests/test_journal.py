@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from pydantic import BaseModel
 
 from drillbook.core.checks import Measurements, at_most, witnessed

@@ -18,7 +18,7 @@ from typing import Literal
 
 from drillbook.checklist.model import Checklist, Item
 from drillbook.checklist.signoff import SignOff, latest
-from drillbook.report.store import Entry, load_entries, parse_time
+from drillbook.core.store import Entry, load_entries, parse_time
 
 State = Literal["proven", "failing", "stale", "unproven"]
 

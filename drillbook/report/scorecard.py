@@ -19,8 +19,8 @@ from rich.table import Table
 
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.inventory import Inventory, load_inventory
+from drillbook.core.store import Entry, display_path, load_entries
 from drillbook.report.figures import Figure, headline, key_figure
-from drillbook.report.store import Entry, display_path, load_entries
 
 
 class ReportSettings(BaseModel):

@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.table import Table
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.core.console import Progress, err, out
 from drillbook.tasks._cli import INVENTORY_HELP, cli_errors, open_inventory
 

@@ -33,9 +33,9 @@ def list_(
     debug: bool = False,
 ) -> None:
     """Recent drill runs: time, drill, verdict, key figure, report; unreadable journals are listed too."""
+    from drillbook.core.store import display_path, load_entries
     from drillbook.report.figures import headline
     from drillbook.report.scorecard import load_settings
-    from drillbook.report.store import display_path, load_entries
 
     with cli_errors(debug):
         settings = load_settings(open_inventory(inventory))
@@ -79,8 +79,8 @@ def html(
     debug: bool = False,
 ) -> None:
     """Write the scorecard as one static HTML page with trend plots and links to every journal."""
+    from drillbook.core.store import display_path
     from drillbook.report.html import write_html
-    from drillbook.report.store import display_path
 
     with cli_errors(debug):
         path = write_html(_root(report_dir), out_, open_inventory(inventory))
@@ -102,8 +102,8 @@ def metrics(
     debug: bool = False,
 ) -> None:
     """Write the latest drill results in Prometheus text format (verdict, last success, key figures)."""
+    from drillbook.core.store import display_path
     from drillbook.report.prom import write_metrics
-    from drillbook.report.store import display_path
 
     with cli_errors(debug):
         path = write_metrics(_root(report_dir), out_, open_inventory(inventory))

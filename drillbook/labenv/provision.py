@@ -60,7 +60,7 @@ def build_release(
     misconfigure: tuple[str, ...] = (),
 ) -> Path:
     """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
-    from drillbook.release import build_release as build
+    from drillbook.labenv.release import build_release as build
 
     if not 0.0 <= error_rate <= 1.0:
         raise ConfigError(f"--error-rate must be between 0 and 1, got {error_rate}")

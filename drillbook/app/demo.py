@@ -95,13 +95,13 @@ def _load_run(inv: Inventory) -> AnyDrill:
 
 
 def _good_canary(inv: Inventory) -> AnyDrill:
-    from drillbook.canary.demo import good_canary
+    from drillbook.app.canaries import good_canary
 
     return good_canary(inv)
 
 
 def _bad_canary(inv: Inventory) -> AnyDrill:
-    from drillbook.canary.demo import bad_canary
+    from drillbook.app.canaries import bad_canary
 
     return bad_canary(inv)
 
@@ -125,7 +125,7 @@ def demo_steps() -> list[DemoStep]:
 
 
 def run_demo(inv: Inventory, report_root: Path, quiet: bool = False) -> list[DemoResult]:
-    from drillbook import lab
+    from drillbook import labenv as lab
 
     progress = Progress("demo")
     t0 = time.monotonic()

@@ -35,7 +35,7 @@ from pathlib import Path
 __all__ = ["ARTIFACT_MEMBERS", "DEFAULT_SOURCE", "artifact_name", "build_release", "main"]
 
 #: The reference service in this repository (lab/).
-DEFAULT_SOURCE = Path(__file__).resolve().parent.parent / "lab"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "lab"
 
 #: What a release contains from the source tree (release.json is generated).
 ARTIFACT_MEMBERS = ("alembic.ini", "migrations", "refservice", "requirements.txt")
@@ -182,7 +182,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m drillbook.release",
+        prog="python -m drillbook.labenv.release",
         description="Build refservice-<version>.tar.gz from the reference service (lab/).",
     )
     parser.add_argument("--version", required=True, help="release version, e.g. 1.0.0")
