@@ -19,6 +19,8 @@ from drillbook.core.inventory import Inventory
 
 @dataclass
 class LabStatus:
+    """What ``inv lab.status`` shows: each piece's health, and where a drill or a person reaches the lab."""
+
     inventory: str
     pieces: list[health.Health]
     lb_url: str
@@ -47,6 +49,7 @@ class LabStatus:
 
 
 def artifact_path(inv: Inventory, version: str | None = None) -> Path:
+    """Where the release artifact of ``version`` (default ``app_version``) is, or will be, built."""
     artifact_dir = Path(str(inv.require("app_artifact_dir")))
     return artifact_dir / f"refservice-{version or inv.require('app_version')}.tar.gz"
 

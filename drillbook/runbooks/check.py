@@ -35,7 +35,8 @@ class DrillFreshness(Protocol):
     """How fresh one drill's evidence is: why it is stale, or None."""
 
     @property
-    def stale_reason(self) -> str | None: ...
+    def stale_reason(self) -> str | None:
+        """Why the drill is stale, or None when it is fresh (or has no freshness limit)."""
 
 
 class Freshness(Protocol):
@@ -45,11 +46,14 @@ class Freshness(Protocol):
     and the tasks layer hands the scorecard in.
     """
 
-    def status(self, drill: str) -> DrillFreshness: ...
+    def status(self, drill: str) -> DrillFreshness:
+        """The freshness of ``drill`` (one that never ran is judged by its limit too)."""
 
 
 @dataclass
 class CheckResult:
+    """Everything ``runbook.check`` found, and what it looked at (for its summary line)."""
+
     problems: list[Problem] = field(default_factory=list)
     runbooks: int = 0
     commands: int = 0
@@ -57,14 +61,17 @@ class CheckResult:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that fail the check."""
         return [p for p in self.problems if p.level == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems reported without failing the check."""
         return [p for p in self.problems if p.level == "warning"]
 
     @property
     def ok(self) -> bool:
+        """No errors (warnings allowed)."""
         return not self.errors
 
 
