@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.canary.drill import CanaryDrill, RollbackDrill, load_settings
 from drillbook.canary.status import fleet_status
 from drillbook.core.drill import DrillContext, execute

@@ -1,8 +1,10 @@
 """drillbook: a production-readiness checklist whose every line is a drill that runs for real.
 
-The package is layered (see docs/architecture.md): ``drillbook.core`` holds what every
-drill shares (inventory, Ansible runner, drill lifecycle and journal, probes, HAProxy
-client, metrics); each capability module builds one kind of drill on top of it; and
+The package is layered (see docs/architecture.md; tests/test_layers.py enforces it):
+``drillbook.core`` holds what every drill shares (inventory, Ansible runner, drill
+lifecycle and journal, probes, HAProxy client, metrics); each capability package
+(backup, chaos, canary, ...) builds one kind of drill on top of it, side by side;
+``drillbook.app`` composes them (the demo, the registries the checklist reads); and
 ``drillbook.tasks`` is the thin Invoke layer that parses options and sets exit codes.
 """
 

@@ -32,7 +32,7 @@ def lab_inventory() -> Any:
 @pytest.fixture(scope="session")
 def lab(lab_inventory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The real lab (PostgreSQL, Redis, HAProxy, three uvicorn instances), up for the whole session."""
-    from drillbook import lab as lab_
+    from drillbook import labenv as lab_
 
     lab_.up(lab_inventory)
     status = lab_.status(lab_inventory)

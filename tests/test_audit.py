@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.audit.drill import HostsAudit, HttpAudit
 from drillbook.core.ansible import run_playbook
 from drillbook.core.drill import DrillContext, execute

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.canary.drill import CanaryDrill, PromoteDrill, RollbackDrill, load_settings
 from drillbook.canary.releases import artifact
 from drillbook.canary.settings import CanarySettings

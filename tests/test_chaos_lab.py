@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.chaos import KillApp, KillDb, KillRedis, Recover
 from drillbook.chaos.drill import ChaosDrill, witness_check
 from drillbook.chaos.plan import build_plan, load_settings

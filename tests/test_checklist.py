@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from drillbook.app.registry import known_audits, known_drills
 from drillbook.checklist import evaluate, load_checklist
 from drillbook.checklist.model import validate_references
-from drillbook.checklist.refs import known_audits, known_drills
 from drillbook.checklist.render import html_page, markdown
 from drillbook.checklist.signoff import record
 from drillbook.checklist.status import summary_line
@@ -21,6 +21,7 @@ from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import REPO_ROOT
 from drillbook.smoke import Smoke
+from drillbook.tasks import namespace
 
 DEAD_TARGET = Path(__file__).parent / "data" / "inventory"
 
@@ -51,7 +52,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_repository_checklist_is_valid_and_names_only_known_evidence() -> None:
     checklist = load_checklist()
-    validate_references(checklist, known_drills(), known_audits())
+    validate_references(checklist, known_drills(namespace), known_audits())
     assert len(checklist.items) >= 25
     assert {i.section for i in checklist.items} == {
         "security",
@@ -78,7 +79,7 @@ def test_repository_checklist_is_valid_and_names_only_known_evidence() -> None:
 )
 def test_bad_checklist_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        validate_references(load_checklist(_write(tmp_path, text)), known_drills(), known_audits())
+        validate_references(load_checklist(_write(tmp_path, text)), known_drills(namespace), known_audits())
 
 
 def test_unknown_drill_exits_2_through_inv(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.core.haproxy import HAProxy
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import LAB_INVENTORY, REPO_ROOT

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drillbook.release import build_release
+from drillbook.labenv.release import build_release
 
 
 def test_artifact_holds_the_service_and_its_knobs(tmp_path: Path) -> None:

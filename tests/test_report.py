@@ -21,11 +21,11 @@ from rich.console import Console
 from drillbook.core.errors import ConfigError
 from drillbook.core.journal import Check, Journal, summary_markdown
 from drillbook.core.paths import LAB_INVENTORY
+from drillbook.core.store import load_entries
 from drillbook.report.figures import headline, key_figure, parse_limit
 from drillbook.report.html import write_html
 from drillbook.report.prom import write_metrics
 from drillbook.report.scorecard import ReportSettings, build_scorecard, load_settings, render_terminal
-from drillbook.report.store import load_entries
 
 NOW = datetime.now(UTC)
 

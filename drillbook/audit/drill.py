@@ -1,42 +1,87 @@
-"""The audits as drills: journaled, one named check per finding, judged like any drill."""
+"""The audits as drills: journaled, one declared check per finding, judged like any drill.
+
+An audit changes nothing, so it has no act: ``preflight`` reads and validates its
+settings (a wrong ``audit_*`` variable stops it before a request is sent) and
+``observe`` runs the checks. Each finding becomes an :class:`Outcome`, and the
+single declared check ``each_ok("findings")`` turns every one into a journal
+check of the finding's name, the names ``checklist.yml`` refers to.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import BaseModel, Field
+
 from drillbook.audit import AUDIT_CHECKS
 from drillbook.audit import hosts as hosts_audit
 from drillbook.audit import http as http_audit
 from drillbook.audit.http import Finding
-from drillbook.core.drill import DrillRun, LegacyDrill
+from drillbook.core.checks import CheckSpec, Measurements, Outcome, each_ok
+from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.errors import DrillbookError
 
 
-def _record(run: DrillRun, drill: str, findings: list[Finding]) -> None:
-    assert [f.name for f in findings] == list(AUDIT_CHECKS[drill]), "audit registry out of step"
-    for f in findings:
-        run.check(f.name, "ok" if f.ok else "FAILED", "ok", f.ok, f.evidence)
-    run.measure("checks", len(findings))
-    run.measure("checks_failed", sum(1 for f in findings if not f.ok))
+class AuditMeasured(Measurements):
+    """Every finding of one audit, and how many there were and failed."""
+
+    findings: list[Outcome] = Field(default_factory=list)
+    checks: int = 0
+    checks_failed: int = 0
 
 
-class HttpAudit(LegacyDrill):
+def record_findings(drill: str, findings: list[Finding]) -> AuditMeasured:
+    """The record of ``findings``; refuses findings that differ from the registry the checklist trusts.
+
+    ``AUDIT_CHECKS`` is what ``inv checklist`` validates its evidence against: an
+    audit that recorded other names would leave checklist items silently unproven.
+    """
+    names = [f.name for f in findings]
+    if names != list(AUDIT_CHECKS[drill]):
+        raise DrillbookError(
+            f"{drill} produced checks {names}, but drillbook.audit.AUDIT_CHECKS lists "
+            f"{list(AUDIT_CHECKS[drill])}: the audit registry is out of step"
+        )
+    return AuditMeasured(
+        findings=[
+            Outcome(name=f.name, ok=f.ok, value="ok" if f.ok else "FAILED", expected="ok", detail=f.evidence)
+            for f in findings
+        ],
+        checks=len(findings),
+        checks_failed=sum(1 for f in findings if not f.ok),
+    )
+
+
+class HttpAudit(Drill[http_audit.HttpAuditSettings, None, AuditMeasured]):
     """Outside-in checks of the service behind the load balancer."""
 
     name: ClassVar[str] = "audit.http"
     runbook: ClassVar[str | None] = "runbooks/release-readiness.md"
+    measured: ClassVar[type[BaseModel] | None] = AuditMeasured
+    checks: ClassVar[tuple[CheckSpec, ...]] = (each_ok("findings"),)
 
-    def verify(self, run: DrillRun) -> None:
-        settings = run.inventory.settings(http_audit.HttpAuditSettings, prefix="audit_http_")
+    def preflight(self, run: DrillRun) -> http_audit.HttpAuditSettings:
+        """The ``audit_http_*`` variables, validated before any request is sent."""
+        return run.inventory.settings(http_audit.HttpAuditSettings, prefix="audit_http_")
+
+    def observe(self, run: DrillRun, plan: http_audit.HttpAuditSettings, acted: None) -> AuditMeasured:
+        """Every HTTP check through the load balancer; an unreachable target is failed findings."""
         run.note(f"auditing {run.inventory.topology.lb_url} from outside")
-        _record(run, self.name, http_audit.run_checks(run.inventory.topology, settings))
+        return record_findings(self.name, http_audit.run_checks(run.inventory.topology, plan))
 
 
-class HostsAudit(LegacyDrill):
+class HostsAudit(Drill[hosts_audit.HostAuditSettings, None, AuditMeasured]):
     """Checks on the hosts: service user, Redis persistence, PostgreSQL settings, backup schedule, secrets."""
 
     name: ClassVar[str] = "audit.hosts"
     runbook: ClassVar[str | None] = "runbooks/release-readiness.md"
+    measured: ClassVar[type[BaseModel] | None] = AuditMeasured
+    checks: ClassVar[tuple[CheckSpec, ...]] = (each_ok("findings"),)
 
-    def verify(self, run: DrillRun) -> None:
-        settings = run.inventory.settings(hosts_audit.HostAuditSettings, prefix="audit_")
-        _record(run, self.name, hosts_audit.run_checks(run.inventory, settings, progress=run.note))
+    def preflight(self, run: DrillRun) -> hosts_audit.HostAuditSettings:
+        """The ``audit_*`` variables, validated before the read-only playbook runs."""
+        return run.inventory.settings(hosts_audit.HostAuditSettings, prefix="audit_")
+
+    def observe(self, run: DrillRun, plan: hosts_audit.HostAuditSettings, acted: None) -> AuditMeasured:
+        """Read every host's facts (playbooks/audit-hosts.yml) and judge them here, in Python."""
+        return record_findings(self.name, hosts_audit.run_checks(run.inventory, plan, progress=run.note))

@@ -26,6 +26,8 @@ EVIL_ORIGIN = "https://audit-origin.drillbook.invalid"
 
 
 class RateLimitTarget(BaseModel):
+    """One endpoint the rate-limit check hammers (default: the token endpoint, where guessing is cheap)."""
+
     method: str = "POST"
     path: str = "/auth/token"
     json_body: dict[str, str] | None = Field(
@@ -46,6 +48,8 @@ class HttpAuditSettings(BaseModel):
 
 @dataclass(frozen=True)
 class Finding:
+    """One audit check's result: ok or not, and the evidence a reader can repeat (requests, headers seen)."""
+
     name: str
     ok: bool
     evidence: str
@@ -55,6 +59,7 @@ Check = Callable[[httpx.Client, Topology, HttpAuditSettings], Finding]
 
 
 def security_headers(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """CSP, nosniff, framing and Referrer-Policy headers: what a browser needs to stay safe."""
     resp = client.get("/health/live")
     h = resp.headers
     problems = []
@@ -76,6 +81,7 @@ def security_headers(client: httpx.Client, topo: Topology, s: HttpAuditSettings)
 
 
 def hsts(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """Strict-Transport-Security with a positive max-age, asked over TLS or as if TLS ended in front."""
     if topo.lb_url.startswith("https://"):
         resp = client.get("/health/live")
         how = "over TLS"
@@ -88,6 +94,7 @@ def hsts(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
 
 
 def cors_credentials(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """A foreign origin is neither reflected nor allowed ``*`` with credentials (preflight and GET)."""
     preflight = client.options(
         "/items",
         headers={"Origin": EVIL_ORIGIN, "Access-Control-Request-Method": "POST"},
@@ -145,6 +152,7 @@ def rate_limit(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Fi
 
 
 def body_limit(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """A body twice ``body_limit_bytes`` is refused with 413 before the service reads it all."""
     size = s.body_limit_bytes * 2
     resp = client.post("/items", content=b"x" * size, headers={"Content-Type": "application/json"})
     return Finding(
@@ -153,6 +161,7 @@ def body_limit(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Fi
 
 
 def request_id(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """A client's X-Request-ID is echoed, and one is generated when absent (logs can be joined)."""
     sent = f"drillbook-audit-{uuid.uuid4().hex[:12]}"
     echoed = client.get("/health/live", headers={"X-Request-ID": sent}).headers.get("x-request-id")
     generated = client.get("/health/live").headers.get("x-request-id")
@@ -161,6 +170,7 @@ def request_id(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Fi
 
 
 def error_format(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """Errors (unknown route, missing item, bad body) carry the documented ``{error: {code, message}}``."""
     probes = [
         ("GET /drillbook-audit-no-such-route", client.get("/drillbook-audit-no-such-route"), 404),
         ("GET /items/999999999999", client.get("/items/999999999999"), 404),
@@ -237,6 +247,7 @@ def pagination_stable(client: httpx.Client, topo: Topology, s: HttpAuditSettings
 
 
 def openapi(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """The service publishes its OpenAPI document, with paths."""
     resp = client.get("/openapi.json")
     try:
         doc = resp.json()
@@ -248,6 +259,7 @@ def openapi(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Findi
 
 
 def metrics_endpoint(client: httpx.Client, topo: Topology, s: HttpAuditSettings) -> Finding:
+    """Every instance exposes the request histogram and counter the canary and load drills read."""
     urls = [f"{i.url}/metrics" for i in topo.app_instances] or [f"{topo.lb_url}/metrics"]
     problems = []
     for url in urls:

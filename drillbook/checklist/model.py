@@ -43,6 +43,7 @@ class Evidence(BaseModel):
 
     @property
     def kind(self) -> str:
+        """``drill``, ``audit`` or ``manual``: how the item is proven."""
         return "drill" if self.drill else "audit" if self.audit else "manual"
 
     @property
@@ -52,9 +53,11 @@ class Evidence(BaseModel):
 
     @property
     def audit_check(self) -> str:
+        """The check inside the audit's journal: ``http.cors`` -> ``cors``."""
         return (self.audit or "").split(".", 1)[1]
 
     def describe(self) -> str:
+        """The evidence in a few words, for tables and error messages."""
         if self.drill:
             return f"drill {self.drill}"
         if self.audit:
@@ -63,6 +66,8 @@ class Evidence(BaseModel):
 
 
 class Item(BaseModel):
+    """One checklist line: a statement about the service and the evidence that proves it."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -73,6 +78,8 @@ class Item(BaseModel):
 
 
 class Defaults(BaseModel):
+    """What an item that says nothing gets: how old its evidence may be, whether it blocks a release."""
+
     model_config = ConfigDict(extra="forbid")
 
     max_age_days: float = Field(default=7, gt=0)
@@ -80,6 +87,8 @@ class Defaults(BaseModel):
 
 
 class Checklist(BaseModel):
+    """The whole checklist.yml, validated: items with unique ids, defaults applied on read."""
+
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
@@ -87,12 +96,15 @@ class Checklist(BaseModel):
     items: list[Item]
 
     def max_age_days(self, item: Item) -> float:
+        """How many days ``item``'s evidence stays valid (its own limit, else the default)."""
         return item.evidence.max_age_days or self.defaults.max_age_days
 
     def required(self, item: Item) -> bool:
+        """Whether ``item`` blocks a release when not proven (its own flag, else the default)."""
         return self.defaults.required if item.required is None else item.required
 
     def item(self, item_id: str) -> Item:
+        """The item with id ``item_id``; a ConfigError naming it when there is none."""
         for it in self.items:
             if it.id == item_id:
                 return it

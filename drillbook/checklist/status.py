@@ -20,8 +20,8 @@ from typing import Literal
 
 from drillbook.checklist.model import Checklist, Item
 from drillbook.checklist.signoff import SignOff, latest
+from drillbook.core.store import Entry, load_entries, parse_time
 from drillbook.core.timefmt import age
-from drillbook.report.store import Entry, load_entries, parse_time
 
 State = Literal["proven", "failing", "error", "stale", "unproven"]
 STATES: tuple[State, ...] = ("proven", "failing", "error", "stale", "unproven")

@@ -1,6 +1,6 @@
 """The drill scorecard: journals under a report root read back as verdicts, trends and metrics.
 
-- :mod:`~drillbook.report.store` finds and reads journals (an unreadable one is listed, not fatal);
+- :mod:`~drillbook.core.store` (in core) finds and reads journals (an unreadable one is listed, not fatal);
 - :mod:`~drillbook.report.scorecard` the latest verdict per drill, key figure and freshness;
 - :mod:`~drillbook.report.html` one static HTML page with trend plots (:mod:`~drillbook.report.plots`);
 - :mod:`~drillbook.report.prom` Prometheus text exposition for node-exporter's textfile collector.

@@ -16,10 +16,10 @@ from jinja2 import Environment, select_autoescape
 from drillbook.core.console import VERDICT_MEANING
 from drillbook.core.inventory import Inventory
 from drillbook.core.journal import write_atomic
+from drillbook.core.store import Entry
 from drillbook.report.figures import headline
 from drillbook.report.plots import plot_png, series_for
 from drillbook.report.scorecard import DrillStatus, ReportSettings, Scorecard, build_scorecard, load_settings
-from drillbook.report.store import Entry
 
 RECENT_RUNS = 60
 

@@ -21,9 +21,9 @@ from rich.text import Text
 from drillbook.core import settings as core_settings
 from drillbook.core.console import VERDICT_MEANING, VERDICT_STYLE, out, plain
 from drillbook.core.inventory import Inventory, load_inventory
+from drillbook.core.store import Entry, display_path, load_entries
 from drillbook.core.timefmt import age, age_s
 from drillbook.report.figures import Figure, headline, key_figure
-from drillbook.report.store import Entry, display_path, load_entries
 
 
 class ReportSettings(BaseModel):

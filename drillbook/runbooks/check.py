@@ -11,7 +11,8 @@ Checked, each problem reported with file and line:
 - every drill task (one that accepts ``--junit``) names ``runbooks/<file>.md`` in
   its docstring and that file exists; every drill class's ``runbook`` exists;
 - the index (runbooks/README.md) is current;
-- with ``strict``: no runbook's drill is stale (see drillbook.report.scorecard).
+- with ``strict``: no runbook's drill is stale (the caller hands in a :class:`Freshness`,
+  in practice the report capability's scorecard, so runbooks never import report).
 """
 
 from __future__ import annotations
@@ -20,18 +21,39 @@ import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from invoke.collection import Collection
 
 from drillbook.core.drill import Drill, DrillClass, LegacyDrill
-from drillbook.report.scorecard import Scorecard
 from drillbook.runbooks import index
 from drillbook.runbooks.model import INDEX_NAME, Problem, Runbook, load_all, parse_file
 from drillbook.runbooks.tasks import TaskCatalog
 
 
+class DrillFreshness(Protocol):
+    """How fresh one drill's evidence is: why it is stale, or None."""
+
+    @property
+    def stale_reason(self) -> str | None:
+        """Why the drill is stale, or None when it is fresh (or has no freshness limit)."""
+
+
+class Freshness(Protocol):
+    """Answers "is this drill stale?" (the report capability's ``Scorecard`` is one).
+
+    A protocol, not an import: runbooks and report are capabilities side by side,
+    and the tasks layer hands the scorecard in.
+    """
+
+    def status(self, drill: str) -> DrillFreshness:
+        """The freshness of ``drill`` (one that never ran is judged by its limit too)."""
+
+
 @dataclass
 class CheckResult:
+    """Everything ``runbook.check`` found, and what it looked at (for its summary line)."""
+
     problems: list[Problem] = field(default_factory=list)
     runbooks: int = 0
     commands: int = 0
@@ -39,14 +61,17 @@ class CheckResult:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that fail the check."""
         return [p for p in self.problems if p.level == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems reported without failing the check."""
         return [p for p in self.problems if p.level == "warning"]
 
     @property
     def ok(self) -> bool:
+        """No errors (warnings allowed)."""
         return not self.errors
 
 
@@ -54,7 +79,7 @@ def check(
     runbooks_dir: Path,
     namespace: Collection,
     *,
-    scorecard: Scorecard | None = None,
+    scorecard: Freshness | None = None,
     freshness_drills: list[str] | None = None,
     inventory_name: str = "inventory",
     drill_classes: Sequence[DrillClass] | None = None,
@@ -248,8 +273,8 @@ def runbook_drills(rb: Runbook, catalog: TaskCatalog) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in drills]
 
 
-def _check_fresh(rb: Runbook, catalog: TaskCatalog, card: Scorecard) -> Iterator[Problem]:
+def _check_fresh(rb: Runbook, catalog: TaskCatalog, card: Freshness) -> Iterator[Problem]:
     for drill in runbook_drills(rb, catalog):
-        status = card.status(drill)
-        if status.stale:
-            yield Problem(rb.path, 1, f"drill {drill} is stale: {status.stale_reason}")
+        reason = card.status(drill).stale_reason
+        if reason is not None:
+            yield Problem(rb.path, 1, f"drill {drill} is stale: {reason}")

@@ -68,6 +68,7 @@ class Problem:
     level: str = "error"  # or "warning"
 
     def render(self, root: Path | None = None) -> str:
+        """``path:line: level: message`` with the path relative to ``root``, as editors and CI read it."""
         shown = _relative(self.path, root)
         where = f"{shown}:{self.line}" if self.line else shown
         return f"{where}: {self.level}: {self.message}"
@@ -88,32 +89,40 @@ class Command:
         return [a for a in self.argv if is_placeholder(a) or is_placeholder(a.partition("=")[2])]
 
     def display(self) -> str:
+        """The command as an operator would type it (placeholders left unquoted)."""
         return " ".join([self.word, *(a if is_placeholder(a) else shlex.quote(a) for a in self.argv)])
 
 
 @dataclass(frozen=True)
 class Link:
+    """A Markdown link of a runbook, checked by ``runbook.check`` when relative."""
+
     target: str
     line: int
 
     @property
     def is_relative(self) -> bool:
+        """A link to a file of the repository (not an anchor, a URL or a scheme)."""
         t = self.target
         return not (t.startswith("#") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", t) or t.startswith("//"))
 
     @property
     def path_part(self) -> str:
+        """The file part of the target, without anchor or query."""
         return self.target.split("#", 1)[0].split("?", 1)[0]
 
 
 @dataclass
 class CodeBlock:
+    """A fenced code block; ``inv`` lines in shell blocks are commands."""
+
     lang: str
     line: int  # line of the opening fence
     lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
 
     @property
     def is_shell(self) -> bool:
+        """Whether the fence's language is a shell (its ``inv`` lines are commands)."""
         return self.lang.lower() in SHELL_LANGS
 
 
@@ -129,15 +138,19 @@ class Step:
 
     @property
     def is_task_step(self) -> bool:
+        """A step that runs a task (``runbook.run`` asks run / skip / quit); else a manual step."""
         return bool(self.commands)
 
     @property
     def text(self) -> str:
+        """The step's Markdown, as shown to the operator."""
         return "\n".join(self.lines).rstrip()
 
 
 @dataclass
 class Meta:
+    """The front matter: title, severity, the alerts that lead here, the tasks it runs, its owner."""
+
     title: str = ""
     severity: str = ""
     alerts: list[str] = field(default_factory=list)
@@ -148,6 +161,8 @@ class Meta:
 
 @dataclass
 class Runbook:
+    """A parsed runbook: front matter, steps, every command and link, and what is wrong with it."""
+
     path: Path
     meta: Meta
     body: str
@@ -160,17 +175,21 @@ class Runbook:
 
     @property
     def name(self) -> str:
+        """The file name without ``.md`` (what ``inv runbook.run`` takes)."""
         return self.path.stem
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that make the runbook unusable (warnings left out)."""
         return [p for p in self.problems if p.level == "error"]
 
     def raise_on_errors(self) -> None:
+        """Refuse to walk a broken runbook: a RunbookError naming the first five problems."""
         if self.errors:
             raise RunbookError("; ".join(p.render() for p in self.errors[:5]))
 
     def line_of(self, key: str) -> int:
+        """The file line of front matter ``key`` (1 when absent), for problems about it."""
         return self.key_lines.get(key, 1)
 
 
@@ -192,6 +211,7 @@ def parse_file(path: Path, *, front_matter: bool = True) -> Runbook:
 
 
 def parse_text(text: str, path: Path, *, front_matter: bool = True) -> Runbook:
+    """Parse runbook text as if read from ``path``; problems are collected, never raised."""
     lines = text.splitlines()
     problems: list[Problem] = []
     meta, body_start = Meta(), 0
@@ -429,6 +449,7 @@ def _as_command(words: list[str], text: str, lineno: int) -> Command | None:
 
 
 def is_placeholder(word: str) -> bool:
+    """A value left for the operator (``<VERSION>``, ``$VERSION``): valid wherever a value goes."""
     return bool(word) and bool(_PLACEHOLDER.match(word))
 
 
@@ -445,6 +466,7 @@ def runbook_files(directory: Path) -> list[Path]:
 
 
 def load_all(directory: Path) -> list[Runbook]:
+    """Every runbook of ``directory``, parsed (the index is not one)."""
     return [parse_file(p) for p in runbook_files(directory)]
 
 

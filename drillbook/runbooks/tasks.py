@@ -43,6 +43,7 @@ class TaskInfo:
 
     @property
     def is_drill(self) -> bool:
+        """A drill task: it takes ``--junit`` (see the module docstring)."""
         return DRILL_MARKER_OPTION in self.options
 
     @property
@@ -81,11 +82,13 @@ class TaskCatalog:
         return self._alias.get(name)
 
     def suggest(self, name: str) -> str:
+        """`` (did you mean X?)`` for a close task name or alias, else an empty string."""
         close = difflib.get_close_matches(name, list(self._alias), n=1, cutoff=0.6)
         return f" (did you mean {close[0]}?)" if close else ""
 
     @property
     def drill_tasks(self) -> list[TaskInfo]:
+        """Every drill task of the namespace."""
         return [t for t in self.tasks.values() if t.is_drill]
 
     def validate(self, command: Command) -> Verdict:

@@ -34,7 +34,7 @@ from rich.rule import Rule
 from drillbook.core.console import VERDICT_STYLE, out
 from drillbook.core.journal import utc_now, utc_stamp
 from drillbook.core.paths import REPO_ROOT, default_inventory
-from drillbook.report.store import display_path, find_journals, read_entry
+from drillbook.core.store import display_path, find_journals, read_entry
 from drillbook.runbooks.model import Command, Runbook, Step
 
 #: (question, choices, default) -> answer. Raises EOFError when there is no more input.

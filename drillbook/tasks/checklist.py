@@ -9,7 +9,6 @@ from invoke.exceptions import Exit
 
 from drillbook.checklist import evaluate, load_checklist
 from drillbook.checklist.model import validate_references
-from drillbook.checklist.refs import known_audits, known_drills
 from drillbook.checklist.render import html_page, markdown, table
 from drillbook.checklist.signoff import record
 from drillbook.checklist.status import summary_line
@@ -18,6 +17,7 @@ from drillbook.core.errors import ConfigError
 from drillbook.core.journal import write_atomic
 from drillbook.core.paths import default_report_root
 from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task
+from drillbook.tasks._registry import known_audits, known_drills
 
 FILE_HELP = "The checklist file (default: checklist.yml at the repository root)."
 REPORT_HELP = "Where drill journals are read from (default: $DRILLBOOK_REPORT_DIR, else reports/)."

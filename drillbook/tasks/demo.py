@@ -7,8 +7,8 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from drillbook.app.demo import print_results, print_scorecard, run_demo
 from drillbook.core.paths import default_report_root
-from drillbook.demo import print_results, print_scorecard, run_demo
 from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory
 
 

@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from rich.table import Table
 
-from drillbook import lab as lab_
+from drillbook import labenv as lab_
 from drillbook.core.console import Progress, err, out, plain
 from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task, float_option, int_option, open_inventory
 

@@ -39,9 +39,9 @@ def _root(report_dir: str | None) -> Path:
 )
 def list_(c: Context, limit: str | None = None, *, opts: CommonOptions) -> None:
     """Recent drill runs: time, drill, verdict, key figure, report; unreadable journals are listed too."""
+    from drillbook.core.store import display_path, load_entries
     from drillbook.report.figures import headline
     from drillbook.report.scorecard import load_settings
-    from drillbook.report.store import display_path, load_entries
 
     with cli_errors(opts.debug):
         count = int_option("limit", limit, minimum=0, maximum=1_000_000)
@@ -86,8 +86,8 @@ def scorecard(c: Context, *, opts: CommonOptions) -> None:
 )
 def html(c: Context, out_: str | None = None, *, opts: CommonOptions) -> None:
     """Write the scorecard as one static HTML page with trend plots and links to every journal."""
+    from drillbook.core.store import display_path
     from drillbook.report.html import write_html
-    from drillbook.report.store import display_path
 
     with cli_errors(opts.debug):
         path = write_html(_root(opts.report_dir), out_, open_inventory(opts.inventory))
@@ -105,8 +105,8 @@ def html(c: Context, out_: str | None = None, *, opts: CommonOptions) -> None:
 )
 def metrics(c: Context, out_: str | None = None, *, opts: CommonOptions) -> None:
     """Write the latest drill results in Prometheus text format (verdict, last success, key figures)."""
+    from drillbook.core.store import display_path
     from drillbook.report.prom import write_metrics
-    from drillbook.report.store import display_path
 
     with cli_errors(opts.debug):
         path = write_metrics(_root(opts.report_dir), out_, open_inventory(opts.inventory))

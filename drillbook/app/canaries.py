@@ -23,7 +23,7 @@ BAD = "demo-bad"
 
 def _build(inv: Inventory, version: str, error_rate: float = 0.0) -> str:
     """Build ``version``; when the service's source changed since, a fresh name (releases are immutable)."""
-    from drillbook import lab
+    from drillbook import labenv as lab
 
     try:
         lab.build_release(inv, version, error_rate=error_rate)

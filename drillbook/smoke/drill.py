@@ -4,8 +4,8 @@ Liveness and readiness through the load balancer and on every instance, a
 database round trip through the API, and a full items CRUD cycle (create, read,
 update, list with cursor until the item shows up, delete, read back 404). Each
 step is a named check carrying its HTTP status and latency, so a failing smoke
-test says which request broke. Canary and migration post-checks call
-:func:`smoke_checks` directly.
+test says which request broke. :func:`smoke_checks` is the flow itself,
+callable without a drill (the tests do).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel, Field
 
-from drillbook.core.drill import DrillRun, LegacyDrill
+from drillbook.core.checks import CheckSpec, Measurements, Outcome, each_ok, witnessed
+from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.inventory import Topology
 from drillbook.core.items_api import cursor_after
 
@@ -29,20 +31,24 @@ LIST_LEAD = 250
 
 @dataclass(frozen=True)
 class SmokeStep:
+    """One request of the flow: did it do what was expected, with which status, how fast."""
+
     name: str
     ok: bool
     status: int | None
     latency_ms: float
     detail: str = ""
+    expected: int | None = None  # the HTTP status this step expects
 
 
-def _timed(name: str, fn: Callable[[], tuple[bool, int | None, str]]) -> SmokeStep:
+def _timed(name: str, fn: Callable[[], tuple[bool, int | None, str]], expected: int) -> SmokeStep:
+    """Run one step, timing it; a transport error or an odd body is a failed step, not a crash."""
     t0 = time.monotonic()
     try:
         ok, status, detail = fn()
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         ok, status, detail = False, None, f"{type(exc).__name__}: {exc}"
-    return SmokeStep(name, ok, status, round((time.monotonic() - t0) * 1000, 2), detail)
+    return SmokeStep(name, ok, status, round((time.monotonic() - t0) * 1000, 2), detail, expected)
 
 
 def smoke_checks(topo: Topology, timeout_s: float = 5.0, max_pages: int = 10) -> list[SmokeStep]:
@@ -56,13 +62,15 @@ def smoke_checks(topo: Topology, timeout_s: float = 5.0, max_pages: int = 10) ->
             resp = client.get(path)
             return resp.status_code == expected, resp.status_code, ""
 
-        steps.append(_timed("lb liveness", lambda: status_is("/health/live", 200)))
-        steps.append(_timed("lb readiness", lambda: status_is("/health/ready", 200)))
+        steps.append(_timed("lb liveness", lambda: status_is("/health/live", 200), 200))
+        steps.append(_timed("lb readiness", lambda: status_is("/health/ready", 200), 200))
         for inst in topo.app_instances:
             with httpx.Client(base_url=inst.url, timeout=timeout_s) as direct:
                 steps.append(
                     _timed(
-                        f"{inst.name} readiness", functools.partial(status_is, "/health/ready", 200, direct)
+                        f"{inst.name} readiness",
+                        functools.partial(status_is, "/health/ready", 200, direct),
+                        200,
                     )
                 )
 
@@ -111,41 +119,63 @@ def smoke_checks(topo: Topology, timeout_s: float = 5.0, max_pages: int = 10) ->
             resp = lb.delete(f"/items/{state['id']}")
             return resp.status_code == 204, resp.status_code, ""
 
-        crud: list[tuple[str, Callable[[], tuple[bool, int | None, str]]]] = [
-            ("create item (database write)", create),
-            ("read item (database round trip)", read("created")),
-            ("update item", update),
-            ("read updated item", read("updated")),
-            ("list items with cursor", list_with_cursor),
-            ("delete item", delete),
-            ("deleted item is gone", lambda: status_is(f"/items/{state['id']}", 404)),
+        crud: list[tuple[str, Callable[[], tuple[bool, int | None, str]], int]] = [
+            ("create item (database write)", create, 201),
+            ("read item (database round trip)", read("created"), 200),
+            ("update item", update, 200),
+            ("read updated item", read("updated"), 200),
+            ("list items with cursor", list_with_cursor, 200),
+            ("delete item", delete, 204),
+            ("deleted item is gone", lambda: status_is(f"/items/{state['id']}", 404), 404),
         ]
-        for name, fn in crud:
-            step = _timed(name, fn)
+        for name, fn, expected in crud:
+            step = _timed(name, fn, expected)
             steps.append(step)
             if not step.ok and "id" not in state:
                 break  # nothing was created: the rest would only repeat the same failure
     return steps
 
 
-class Smoke(LegacyDrill):
-    """Liveness, readiness, a database round trip and an items CRUD cycle through the load balancer."""
+class SmokeMeasured(Measurements):
+    """What one smoke run saw: every step judged, and the counts a scorecard shows."""
+
+    steps: list[Outcome] = Field(default_factory=list)
+    step_count: int = 0
+    steps_failed: int = 0
+    total_ms: float | None = witnessed("each step's HTTP status")
+
+
+class Smoke(Drill[None, None, SmokeMeasured]):
+    """Liveness, readiness, a database round trip and an items CRUD cycle through the load balancer.
+
+    The steps are the checks (one per step, named after it), so a failing smoke
+    test says which request broke; nothing is changed, so there is no act.
+    """
 
     name: ClassVar[str] = "smoke"
     runbook: ClassVar[str | None] = "runbooks/release-readiness.md"
+    measured: ClassVar[type[BaseModel] | None] = SmokeMeasured
+    checks: ClassVar[tuple[CheckSpec, ...]] = (each_ok("steps"),)
 
-    def verify(self, run: DrillRun) -> None:
+    def observe(self, run: DrillRun, plan: None, acted: None) -> SmokeMeasured:
+        """Run every step against the inventory's service; an HTTP failure is a failed step, not an error."""
         topo = run.inventory.topology
         run.note(f"smoke test through {topo.lb_url}")
         steps = smoke_checks(topo)
-        for step in steps:
-            run.check(
-                step.name,
-                step.status,
-                "2xx as expected",
-                step.ok,
-                f"{step.latency_ms:.0f} ms {step.detail}".strip(),
-            )
-        run.measure("steps", len(steps))
-        run.measure("steps_failed", sum(1 for s in steps if not s.ok))
-        run.measure("total_ms", round(sum(s.latency_ms for s in steps), 1), witness="each step's HTTP status")
+        return SmokeMeasured(
+            steps=[_outcome(step) for step in steps],
+            step_count=len(steps),
+            steps_failed=sum(1 for s in steps if not s.ok),
+            total_ms=round(sum(s.latency_ms for s in steps), 1),
+        )
+
+
+def _outcome(step: SmokeStep) -> Outcome:
+    """A step as a judged outcome: its HTTP status against the one expected, latency in the detail."""
+    return Outcome(
+        name=step.name,
+        ok=step.ok,
+        value=step.status,
+        expected=step.expected,
+        detail=f"{step.latency_ms:.0f} ms {step.detail}".strip(),
+    )

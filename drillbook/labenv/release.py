@@ -32,10 +32,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from drillbook.core.paths import LAB_SERVICE
+
 __all__ = ["ARTIFACT_MEMBERS", "DEFAULT_SOURCE", "artifact_name", "build_release", "main"]
 
 #: The reference service in this repository (lab/).
-DEFAULT_SOURCE = Path(__file__).resolve().parent.parent / "lab"
+DEFAULT_SOURCE = LAB_SERVICE  # the checkout's lab/, or the wheel's packaged copy
 
 #: What a release contains from the source tree (release.json is generated).
 ARTIFACT_MEMBERS = ("alembic.ini", "migrations", "refservice", "requirements.txt")
@@ -182,7 +184,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m drillbook.release",
+        prog="python -m drillbook.labenv.release",
         description="Build refservice-<version>.tar.gz from the reference service (lab/).",
     )
     parser.add_argument("--version", required=True, help="release version, e.g. 1.0.0")

@@ -20,6 +20,8 @@ from drillbook.core.redact import redact, remember_inventory
 
 @dataclass
 class LabStatus:
+    """What ``inv lab.status`` shows: each piece's health, and where a drill or a person reaches the lab."""
+
     inventory: str
     pieces: list[health.Health]
     lb_url: str
@@ -52,6 +54,7 @@ class LabStatus:
 
 
 def artifact_path(inv: Inventory, version: str | None = None) -> Path:
+    """Where the release artifact of ``version`` (default ``app_version``) is, or will be, built."""
     artifact_dir = Path(str(inv.require("app_artifact_dir")))
     return artifact_dir / f"refservice-{version or inv.require('app_version')}.tar.gz"
 
@@ -65,7 +68,7 @@ def build_release(
     misconfigure: tuple[str, ...] = (),
 ) -> Path:
     """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
-    from drillbook.release import build_release as build
+    from drillbook.labenv.release import build_release as build
 
     if not 0.0 <= error_rate <= 1.0:
         raise ConfigError(f"--error-rate must be between 0 and 1, got {error_rate}")

@@ -30,12 +30,15 @@ class DemoStep:
 
 @dataclass
 class DemoResult:
+    """What one demo step gave: its journal, or the error that kept it from running."""
+
     step: DemoStep
     journal: Journal | None
     error: str | None = None
 
     @property
     def as_expected(self) -> bool:
+        """Whether the verdict is the one the step expects (the bad canary is expected to fail)."""
         return self.journal is not None and self.journal.verdict == self.step.expect
 
 
@@ -95,13 +98,13 @@ def _load_run(inv: Inventory) -> AnyDrill:
 
 
 def _good_canary(inv: Inventory) -> AnyDrill:
-    from drillbook.canary.demo import good_canary
+    from drillbook.app.canaries import good_canary
 
     return good_canary(inv)
 
 
 def _bad_canary(inv: Inventory) -> AnyDrill:
-    from drillbook.canary.demo import bad_canary
+    from drillbook.app.canaries import bad_canary
 
     return bad_canary(inv)
 
@@ -125,7 +128,8 @@ def demo_steps() -> list[DemoStep]:
 
 
 def run_demo(inv: Inventory, report_root: Path, quiet: bool = False) -> list[DemoResult]:
-    from drillbook import lab
+    """Bring the lab up, then run every step once; a step that errors is recorded and the next one runs."""
+    from drillbook import labenv as lab
 
     progress = Progress("demo")
     t0 = time.monotonic()
@@ -159,6 +163,7 @@ def print_scorecard(inv: Inventory, report_root: Path) -> None:
 
 
 def print_results(results: list[DemoResult]) -> None:
+    """The demo's table: each step's verdict beside the one expected, and its report folder."""
     from rich.table import Table
 
     table = Table(title="drillbook demo")
