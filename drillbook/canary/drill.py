@@ -248,7 +248,7 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         )
         if not acted.ready:
             measured.failed_requests = self._failed(plan, acted)
-            measured.promote_detail = "not promoted: the canary never became ready"
+            measured.promoted, measured.promote_detail = False, "not promoted: the canary never became ready"
             return measured
         analysis = Analysis(
             plan.ops, Judge(self.settings), acted.watch, acted.traffic, lambda: self._source(run, plan)
@@ -260,7 +260,7 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         if result.decision == "pass":
             self._finish(run, plan, acted, measured)
         else:
-            measured.promote_detail = f"not promoted: {result.decision}"
+            measured.promoted, measured.promote_detail = False, f"not promoted: {result.decision}"
         return measured
 
     def _fill(self, m: CanaryMeasured, result: AnalysisResult, plan: CanaryPlan, acted: Deployed) -> None:
