@@ -142,7 +142,11 @@ def main() -> int:
         for i in range(1, args.bad_runs + 1):
             if past(args.stop_at):
                 break
-            row = outcome(canary(inv, version, args, reports))
+            journal = canary(inv, version, args, reports)
+            if journal.interrupted:
+                print("interrupted: the lab is rolled back; no further runs", file=sys.stderr)
+                return 130
+            row = outcome(journal)
             rows.setdefault(label, []).append(row)
             print(f"  {label} {i}/{args.bad_runs}: {json.dumps(row)}", flush=True)
     goods: list[dict[str, Any]] = []
@@ -151,7 +155,11 @@ def main() -> int:
             print(f"  --stop-at {args.stop_at}: {len(goods)} of {args.good_runs} good runs done", flush=True)
             break
         running = fleet_status(inv).version
-        row = outcome(canary(inv, good[1] if running == good[0] else good[0], args, reports))
+        journal = canary(inv, good[1] if running == good[0] else good[0], args, reports)
+        if journal.interrupted:
+            print("interrupted: the lab is rolled back; no further runs", file=sys.stderr)
+            return 130
+        row = outcome(journal)
         goods.append(row)
         print(f"  good {i}/{args.good_runs}: {json.dumps(row)}", flush=True)
     if fleet_status(inv).version != base:

@@ -37,7 +37,7 @@ class CanarySettings(BaseModel):
     alpha: float = Field(0.01, gt=0, lt=1)
     #: Error-rate increase (canary minus baseline, 0..1) tolerated: a breach needs the lower
     #: confidence bound of the increase above it.
-    error_margin: float = Field(0.002, ge=0, lt=1)
+    error_margin: float = Field(0.0, ge=0, lt=1)
     #: Error-rate increase (0..1) the analysis must be able to see before it may promote: with
     #: less traffic the rollout ends "not enough evidence" (rolled back), not "pass".
     error_detectable: float = Field(0.01, gt=0, le=1)
