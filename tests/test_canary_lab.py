@@ -153,6 +153,7 @@ def _bare_run(inv: Inventory, reports: Path) -> Any:
         ("bad", "error-rate increase, lower confidence bound (%)"),
         ("slow", "latency shift, lower confidence bound / tolerance"),
     ],
+    ids=["bad", "slow"],
 )
 def test_bad_release_is_rolled_back(
     lab_inventory: Inventory, env: dict[str, Any], release: str, check: str
