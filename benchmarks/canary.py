@@ -148,6 +148,11 @@ def main() -> int:
                 return 130
             row = outcome(journal)
             rows.setdefault(label, []).append(row)
+            if fleet_status(inv).version != base:  # a missed regression was promoted: back to the base
+                execute(
+                    RollbackDrill(load_settings(inv), to_version=base),
+                    DrillContext(inventory=inv, report_root=reports, quiet=True),
+                )
             print(f"  {label} {i}/{args.bad_runs}: {json.dumps(row)}", flush=True)
     goods: list[dict[str, Any]] = []
     for i in range(1, args.good_runs + 1):
