@@ -242,3 +242,14 @@ def test_lab_inventory_settings_load() -> None:
     settings = load_settings(load_inventory(LAB_INVENTORY))
     assert settings.steps == [5, 25, 50, 100]
     assert 0 < settings.latency_level_per_look < settings.error_level_per_look < settings.alpha
+
+
+def test_a_step_that_judges_latency_cannot_pass_before_it_settled() -> None:
+    """Found on the lab: a loaded machine's slow looks let a 3 s step pass before latency was judged."""
+    judge = Judge(SETTINGS)
+    errors = judge.errors(Window(60, 0), Window(1000, 0))
+    assert judge.assess(errors, None, Window(60, 0), window_done=True).decision == "pass"
+    due = judge.assess(errors, None, Window(60, 0), window_done=True, latency_due=True)
+    assert due.decision == "continue" and "not settled" in due.reason
+    out = judge.assess(errors, None, Window(60, 0), window_done=True, waited_out=True, latency_due=True)
+    assert out.decision == "insufficient"

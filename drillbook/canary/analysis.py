@@ -196,6 +196,7 @@ class Analysis:
                     window_done=now - t0 >= s.window_s,
                     waited_out=now - t0 >= s.window_s + s.sample_wait_s,
                     last_step=last,
+                    latency_due=judged,
                 )
                 a = Assessment(a.decision, a.reason, a.errors, a.latency, look.canary, look.baseline)
                 if now - last_note >= 2.0 or a.decision != "continue":

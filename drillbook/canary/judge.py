@@ -295,8 +295,10 @@ class Judge:
         window_done: bool = False,
         waited_out: bool = False,
         last_step: bool = False,
+        latency_due: bool = False,
     ) -> Assessment:
-        """One look. ``latency`` None: not judged at this step (load) or not yet settled.
+        """One look. ``latency`` None: not judged at this step (load) or not yet settled
+        (``latency_due``: it is judged here, so the step cannot pass without it).
 
         ``window_done``: the step's window is over; ``waited_out``: so is its sample wait.
         """
@@ -319,6 +321,8 @@ class Judge:
         if not window_done:
             return make("continue", "analysing")
         short = self.missing(errors, latency, step_canary, last_step)
+        if latency_due and latency is None:
+            short.append("latency: the step has not settled yet (no answers since canary_settle_s)")
         if not short:
             return make("pass", self.no_difference(errors, latency))
         if waited_out:
