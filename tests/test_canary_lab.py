@@ -205,14 +205,17 @@ def test_release_slightly_slower_than_the_baseline_is_promoted(
     inv, reports = lab_inventory, env["reports"]
     extra = max(1, round(0.05 * lb_median_ms(inv)))
     version = build(inv, f"2.0.3-slower{extra}ms", latency_ms=extra)
-    journal = run(CanaryDrill(quick(inv, steps=[5, 25, 100]), version, traffic_rps=150), inv, reports)
-    assert journal.verdict == "pass", (journal.error, [(c.name, c.detail) for c in journal.failed_checks])
-    m = journal.measurements
-    assert m["promoted"] is True and m["latency_effect_ratio"] < 1
-    judged = [s for s in m["steps"] if s["latency_judged"]]
-    assert judged and all(s["latency_tolerance_ms"] >= 10 for s in judged)
-    assert_fleet(fleet_status(inv), version)
-    back_to_base(inv, reports)
+    try:
+        journal = run(CanaryDrill(quick(inv, steps=[5, 25, 100]), version, traffic_rps=150), inv, reports)
+        assert journal.verdict == "pass", (journal.error, [(c.name, c.detail) for c in journal.failed_checks])
+        m = journal.measurements
+        assert m["promoted"] is True and m["latency_effect_ratio"] < 1
+        judged = [s for s in m["steps"] if s["latency_judged"]]
+        assert [s["weight"] for s in judged] == [5, 25], judged
+        assert all(s["latency_tolerance_ms"] >= 10 and s["canary_latency_n"] >= 20 for s in judged), judged
+        assert_fleet(fleet_status(inv), version)
+    finally:
+        back_to_base(inv, reports)
 
 
 def test_ctrl_c_mid_canary_leaves_the_fleet_as_before(lab_inventory: Inventory, env: dict[str, Any]) -> None:
