@@ -1,31 +1,32 @@
-"""Benchmark of deploy.canary on the lab: how fast is a bad release caught, how often is a good one not.
+"""Benchmark of deploy.canary on the lab: which regressions are caught, how fast; how often a good one is not.
 
     DRILLBOOK_LAB_DIR=... DRILLBOOK_LAB_PORT_BASE=... python benchmarks/canary.py \
-        [--bad-runs 5] [--good-runs 20] [--traffic 200] [--window 10] [--json out.json]
+        [--errors 0.01,0.02,0.05] [--latency 20,60,150] [--bad-runs 1] [--good-runs 20] \
+        [--traffic 200] [--first-step 5] [--window S] [--stop-at HH:MM] [--json out.json]
 
-Bad runs: a release failing 20 % of its /items requests, canaried at --traffic
-requests per second with a 5 % first step. Reported per run and as median/max:
-``detection_s`` (first canary response seen by HAProxy -> rollback decision),
-``failed_requests`` (5xx the canary servers sent, HAProxy's hrsp_5xx),
-``rollback_s`` and ``failed_requests_pct``. Targets (issue 5): detection_s <= 10 s
-(aim 5), failed_requests <= 30, where Flagger's defaults (1 m interval, 5 failed
-checks) would serve about 1 m x 5 x 10 req/s x 20 % = 600 bad responses.
+Bad releases: for each error rate (share of /items requests answered 500) and each
+added latency (ms on every /items request), ``--bad-runs`` canaries at ``--traffic``
+requests per second with a ``--first-step`` % first step. Per run: caught or not (the
+analysis found a breach; "not enough evidence" is counted apart), the step that
+caught it, ``detection_s`` (first canary response seen by HAProxy -> rollback
+decision), the canary's requests and 5xx until then (HAProxy's per-server counters),
+and the reason the journal gives.
 
-Good runs: a release as good as the running one, canaried through every step
-(inventory canary_steps) and promoted; a rollback is a false alarm. Each good run
-deploys the good release that is not running (A, then B, then A...), so no run has
-to undo the previous one; at the end the lab is rolled back to the release it
-started on (that full-fleet deploy.rollback is reported too).
+Good releases: a release as good as the running one, canaried through every step and
+promoted; a rollback (or "not enough evidence") is a false alarm. Each good run
+deploys the good release that is not running (A, then B, ...), so no run has to undo
+the previous one; at the end the lab is rolled back to the release it started on.
 
-Not a test: nothing asserts; the figures go to stdout (and --json). Other people's
-work on the same machine shares its cores, so the machine's load average is
-recorded next to every run: a deploy that takes a minute on a box with load 15
-takes seconds on an idle one.
+Not a test: nothing asserts; figures go to stdout as a Markdown table (and --json).
+Other people's work shares the machine's cores, so the 1-minute load average is
+recorded with every run (mean of its start and end). ``--stop-at`` (UTC) starts no
+new run after that time and says how many were done.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import statistics
@@ -43,8 +44,6 @@ from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory, load_inventory
 from drillbook.core.journal import Journal
 
-FLAGGER_BAD_RESPONSES = 600  # 1 m interval x 5 failed checks x 10 req/s x 20 % errors
-
 
 def build(inv: Inventory, version: str, **knobs: Any) -> str:
     """Build ``version``; a fresh name when the source changed since an earlier build of it."""
@@ -57,11 +56,9 @@ def build(inv: Inventory, version: str, **knobs: Any) -> str:
         return fresh
 
 
-def canary(
-    inv: Inventory, version: str, args: argparse.Namespace, reports: Path, first_step: float
-) -> Journal:
+def canary(inv: Inventory, version: str, args: argparse.Namespace, reports: Path) -> Journal:
     settings = load_settings(inv, window_s=args.window)
-    steps = [first_step, *[s for s in settings.steps if s > first_step]]
+    steps = [args.first_step, *[s for s in settings.steps if s > args.first_step]]
     settings = settings.model_copy(update={"steps": steps})
     t0, load0 = time.monotonic(), os.getloadavg()[0]
     journal = execute(
@@ -74,20 +71,38 @@ def canary(
     return journal
 
 
-def line(kind: str, i: int, n: int, j: Journal) -> str:
+def outcome(j: Journal) -> dict[str, Any]:
+    """One run as a row: caught where and how fast, what the canary served meanwhile."""
     m = j.measurements
-    return (
-        f"  {kind} {i}/{n}: {j.verdict} in {m.get('bench_wall_s')}s  detection_s={m.get('detection_s')} "
-        f"failed_requests={m.get('failed_requests')} failed_pct={m.get('failed_requests_pct')} "
-        f"rollback_s={m.get('rollback_s')} load={m.get('bench_load_avg_1m')}"
-        + (f"  error={j.error}" if j.error else "")
-    )
+    steps = m.get("steps") or []
+    last = steps[-1] if steps else {}
+    return {
+        "verdict": j.verdict,
+        "analysis": m.get("analysis"),
+        "caught_at_step": last.get("weight") if m.get("analysis") == "breach" else None,
+        "detection_s": m.get("detection_s"),
+        "canary_requests": sum(s.get("canary_requests", 0) for s in steps),
+        "failed_requests": m.get("failed_requests"),
+        "wall_s": m.get("bench_wall_s"),
+        "load_avg_1m": m.get("bench_load_avg_1m"),
+        "reason": m.get("reason") or j.error,
+    }
 
 
-def summary(values: list[float]) -> dict[str, float | None]:
+def summary(values: list[float]) -> str:
     if not values:
-        return {"median": None, "max": None}
-    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3)}
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:g}"
+    return f"median {statistics.median(values):g}, max {max(values):g}"
+
+
+def past(stop_at: str | None) -> bool:
+    if not stop_at:
+        return False
+    now = dt.datetime.now(dt.UTC)
+    hour, minute = (int(x) for x in stop_at.split(":"))
+    return (now.hour, now.minute) >= (hour, minute)
 
 
 def main() -> int:
@@ -95,11 +110,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--inventory", default=None)
-    parser.add_argument("--bad-runs", type=int, default=5)
+    parser.add_argument("--errors", default="0.01,0.02,0.05", help="error rates of bad releases ('' none)")
+    parser.add_argument("--latency", default="20,60,150", help="added ms of bad releases ('' none)")
+    parser.add_argument("--bad-runs", type=int, default=1, help="runs per bad release")
     parser.add_argument("--good-runs", type=int, default=20)
     parser.add_argument("--traffic", type=float, default=200.0, help="background requests/s")
     parser.add_argument("--window", type=float, default=None, help="seconds per step (default: inventory)")
     parser.add_argument("--first-step", type=float, default=5.0, help="canary share of the first step, %%")
+    parser.add_argument("--stop-at", default=None, help="UTC HH:MM after which no new run starts")
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -111,89 +129,77 @@ def main() -> int:
         print(f"the fleet is not steady: {'; '.join(start.problems())}", file=sys.stderr)
         return 2
     base = start.version
-    bad = build(inv, "bench-bad", error_rate=0.2)
+    bad: list[tuple[str, str]] = []
+    for rate in [float(x) for x in args.errors.split(",") if x.strip()]:
+        bad.append((f"{100 * rate:g} % errors", build(inv, f"bench-err-{rate:g}", error_rate=rate)))
+    for ms in [int(x) for x in args.latency.split(",") if x.strip()]:
+        bad.append((f"+{ms} ms", build(inv, f"bench-lat-{ms}", latency_ms=ms)))
     good = [build(inv, "bench-good-a"), build(inv, "bench-good-b")]
-    print(
-        f"lab on {base}; bad={bad}; good={good}; traffic {args.traffic:g} rps; reports {reports}", flush=True
-    )
+    print(f"lab on {base}; traffic {args.traffic:g} rps, first step {args.first_step:g} %; reports {reports}")
 
-    bad_runs: list[Journal] = []
-    for i in range(1, args.bad_runs + 1):
-        j = canary(inv, bad, args, reports, args.first_step)
-        bad_runs.append(j)
-        print(line("bad", i, args.bad_runs, j), flush=True)
-        if j.interrupted:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for label, version in bad:
+        for i in range(1, args.bad_runs + 1):
+            if past(args.stop_at):
+                break
+            journal = canary(inv, version, args, reports)
+            if journal.interrupted:
+                print("interrupted: the lab is rolled back; no further runs", file=sys.stderr)
+                return 130
+            row = outcome(journal)
+            rows.setdefault(label, []).append(row)
+            if fleet_status(inv).version != base:  # a missed regression was promoted: back to the base
+                execute(
+                    RollbackDrill(load_settings(inv), to_version=base),
+                    DrillContext(inventory=inv, report_root=reports, quiet=True),
+                )
+            print(f"  {label} {i}/{args.bad_runs}: {json.dumps(row)}", flush=True)
+    goods: list[dict[str, Any]] = []
+    for i in range(1, args.good_runs + 1):
+        if past(args.stop_at):
+            print(f"  --stop-at {args.stop_at}: {len(goods)} of {args.good_runs} good runs done", flush=True)
             break
-
-    good_runs: list[Journal] = []
-    for i in range(1, 0 if any(j.interrupted for j in bad_runs) else args.good_runs + 1):
-        # The release that is not running (after a false rollback the same one again).
         running = fleet_status(inv).version
-        j = canary(inv, good[1] if running == good[0] else good[0], args, reports, args.first_step)
-        good_runs.append(j)
-        print(line("good", i, args.good_runs, j), flush=True)
-        if j.interrupted:
-            break
-    fleet_rollback: Journal | None = None
+        journal = canary(inv, good[1] if running == good[0] else good[0], args, reports)
+        if journal.interrupted:
+            print("interrupted: the lab is rolled back; no further runs", file=sys.stderr)
+            return 130
+        row = outcome(journal)
+        goods.append(row)
+        print(f"  good {i}/{args.good_runs}: {json.dumps(row)}", flush=True)
     if fleet_status(inv).version != base:
-        fleet_rollback = execute(
+        execute(
             RollbackDrill(load_settings(inv), to_version=base),
             DrillContext(inventory=inv, report_root=reports, quiet=True),
         )
 
-    caught = [j for j in bad_runs if j.verdict == "fail" and "detection_s" in j.measurements]
-    false_rollbacks = [j for j in good_runs if j.verdict == "fail"]
-    errors = [j for j in good_runs if j.verdict == "error"]
-    figures = {
-        "traffic_rps": args.traffic,
-        "first_step_pct": args.first_step,
-        "bad_runs": len(bad_runs),
-        "bad_caught": len(caught),
-        "detection_s": summary([j.measurements["detection_s"] for j in caught]),
-        "failed_requests": summary([j.measurements.get("failed_requests", 0) for j in caught]),
-        "failed_requests_pct": summary([j.measurements.get("failed_requests_pct", 0.0) for j in caught]),
-        "rollback_s": summary(
-            [j.measurements["rollback_s"] for j in caught if "rollback_s" in j.measurements]
-        ),
-        "good_runs": len(good_runs),
-        "false_rollbacks": len(false_rollbacks),
-        "good_errors": [j.error for j in errors],
-        "false_rollback_verdicts": [
-            f"{j.verdict}: {j.error or [c.detail for c in j.failed_checks]}" for j in false_rollbacks
-        ],
-        "flagger_defaults_bad_responses": FLAGGER_BAD_RESPONSES,
-        "fleet_rollback_s": fleet_rollback.measurements.get("rollback_s") if fleet_rollback else None,
-        "fleet_rollback_verdict": fleet_rollback.verdict if fleet_rollback else None,
-        "load_avg_1m": summary([j.measurements["bench_load_avg_1m"] for j in bad_runs + good_runs]),
-        "reports": str(reports),
-    }
     print()
-    print(f"bad release (20 % errors) at {args.traffic:g} rps, first step {args.first_step:g} %:")
-    print(f"  caught {len(caught)}/{len(bad_runs)}")
     print(
-        f"  detection_s      median {figures['detection_s']['median']}  max {figures['detection_s']['max']}"
-        "   (target <= 10, aim 5)"
+        "| release | caught | step | detection_s | canary requests until then | 5xx served | load avg 1 m |"
     )
-    fr = figures["failed_requests"]
-    print(
-        f"  failed_requests  median {fr['median']}  max {fr['max']}"
-        f"   (target <= 30; Flagger defaults ~{FLAGGER_BAD_RESPONSES})"
-    )
-    print(f"  rollback_s       median {figures['rollback_s']['median']}  max {figures['rollback_s']['max']}")
-    if fleet_rollback is not None:
+    print("|---|---|---|---|---|---|---|")
+    for label, runs in rows.items():
+        caught = [r for r in runs if r["analysis"] == "breach"]
+        where = ", ".join(f"{r['caught_at_step']:g} %" for r in caught) or "-"
+        detection = summary([r["detection_s"] for r in caught if r["detection_s"] is not None])
+        served = summary([r["canary_requests"] for r in caught])
+        failed = summary([r["failed_requests"] for r in runs if r["failed_requests"] is not None])
+        load = summary([r["load_avg_1m"] for r in runs])
         print(
-            f"deploy.rollback of the whole fleet to {base}: rollback_s "
-            f"{fleet_rollback.measurements.get('rollback_s')} ({fleet_rollback.verdict}; budget 30 s)"
+            f"| {label} | {len(caught)}/{len(runs)} | {where} | {detection} | {served} | {failed} | {load} |"
         )
+    false_alarms = [r for r in goods if r["verdict"] != "pass"]
     print(
-        f"good release: false rollbacks {len(false_rollbacks)}/{len(good_runs)}   (target 0/20)"
-        + (f"; {len(errors)} run(s) could not run: {errors[0].error}" if errors else "")
+        f"| good release | false rollbacks {len(false_alarms)}/{len(goods)} | | | | "
+        f"{summary([r['failed_requests'] for r in goods if r['failed_requests'] is not None])} | "
+        f"{summary([r['load_avg_1m'] for r in goods])} |"
     )
-    for j in false_rollbacks:
-        print(f"  false rollback: {[c.detail for c in j.failed_checks]}")
-    print(f"machine load average (1 min) median {figures['load_avg_1m']['median']}")
+    for r in false_alarms:
+        print(f"  false alarm: {r['verdict']} {r['analysis']}: {r['reason']}")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"bad": rows, "good": goods, "args": vars(args)}, default=str, indent=2)
+        )
     return 0
 
 

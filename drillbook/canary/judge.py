@@ -1,71 +1,69 @@
-"""The canary judge: is the canary worse than the baseline over the same window?
+"""The canary judge: is the canary worse than the baseline, by more than the user tolerates, and are we sure?
 
-Why this comparison
--------------------
-A threshold on one sample ("error rate above 1 % at this check") either rolls back
-a good release on one unlucky request or, to avoid that, waits for minutes of
-failed checks while a bad release keeps serving errors (Flagger's defaults: one
-check a minute, five failed checks). The judge instead treats every analysis
-look as a statistical question on counts taken over the same window from both
-groups, and answers it exactly:
+What it compares
+----------------
+* **Errors**: the canary's 5xx share against the baseline's, counted by the
+  instances themselves (``/metrics``, differenced) and pooled over the rollout so
+  far, so a 1 % regression that a 5 % step cannot show in ten seconds is seen once
+  the later steps have added their requests. Breach when the lower confidence bound
+  of the increase (:func:`~drillbook.canary.stats.error_increase_bound`) exceeds
+  ``error_margin``. A shared cause (the database down for everyone) raises both
+  rates and is not blamed on the canary.
+* **Latency**: per-request latencies of canary and baseline answers taken in the
+  same seconds (the drill's own traffic; HAProxy's ``X-Served-By`` header says which
+  server answered; without it, the instances' histograms). Mann-Whitney U test and
+  Hodges-Lehmann shift (:func:`~drillbook.canary.stats.latency_shift`) against a
+  tolerance of ``max(latency_effect_pct % of the baseline's median,
+  latency_effect_ms)``: breach when the shift's lower confidence bound exceeds it.
+  Judged after ``settle_s`` (the canary warms up to its new share) and only at steps
+  where a canary server carries at most ``latency_max_load_ratio`` times a baseline
+  server's requests (beyond, a difference measures the load, not the release).
+* **Readiness**: ``ready_failures`` consecutive looks with HAProxy holding the
+  canary DOWN or its ``/metrics`` unreachable.
 
-* **Errors** (5xx share): one-sided Fisher exact test of the canary's 5xx count
-  against the baseline's (:func:`drillbook.canary.stats.fisher_greater`). Exact,
-  so valid at the handful of requests a 5 % step sees; conditional on the total
-  number of errors, so a shared cause (the database is down for everyone) is not
-  blamed on the canary. A breach also needs a practical effect: at least
-  ``min_errors`` canary errors and an excess of ``error_margin`` over the
-  baseline's rate. One flaky request is never a breach; a release failing 20 %
-  of its requests is one after three or four errors.
-* **Latency**: the q-quantile (p95) of each group is read from the difference of
-  two ``/metrics`` scrapes of the ``http_request_duration_seconds`` histogram.
-  The canary breaches when its p95 exceeds *both* baseline x ``latency_ratio`` and
-  baseline + ``latency_margin_ms`` (ratio alone would flag 2 ms -> 5 ms; margin
-  alone would ignore a doubling of a slow endpoint), *and* the share of canary
-  requests slower than that bound is significantly larger than the baseline's
-  (the same Fisher test on "slow" counts), so a p95 computed from a few dozen
-  observations cannot roll back on its own.
-* **Load**: latency is compared only at steps where a canary server takes no more
-  requests than ``latency_max_load_ratio`` times a baseline server's (the drill
-  decides; with one canary and two baseline servers: 5 % and 25 %, not 50 % or
-  100 %). Beyond that a p95 difference measures the load, not the release: on a
-  busy lab, good releases at twice a baseline host's load were judged slower in
-  4 of 25 benchmark runs. Errors and readiness are judged at every step; a slow release
-  is caught at the first one.
-* **The 100 % step** has (almost) no baseline traffic in its window: errors are
-  compared with the baseline of the previous step (an error rate hardly depends on
-  load).
-* **Settling**: right after a weight change the canary grows its connection pools
-  and warms its caches for its new share; its latency then measures that, not
-  the release. Latency is judged on windows that start ``settle_s`` after the
-  change; errors from the first second.
-* **Readiness**: ``ready_failures`` consecutive failed looks (the instance's own
-  ``/health/ready`` or HAProxy marking it DOWN) are a breach.
-* **Samples**: a step passes only when canary and baseline have served
-  ``min_samples`` requests; when the window (plus ``sample_wait_s``) ends without
-  them the judge fails closed: no traffic means no evidence, and no evidence is
-  no promotion.
+Decisions, and "not enough evidence"
+------------------------------------
+Each look ends ``breach`` (any of the above), ``continue`` (the window is not over,
+or it is and the evidence is still short), ``pass``, or ``insufficient``: the
+step's window and its ``sample_wait_s`` ended before the tests could decide. A step
+has enough evidence when the canary served ``min_samples`` requests in it, the
+baseline ``min_samples`` over the rollout, latency (where judged) had
+``latency_min_samples`` answers on each side, and, at the last step, the error test
+could see an increase of ``error_detectable`` (had the canary failed that much more,
+the bound would have crossed the margin). ``insufficient`` is never a pass: the
+rollout is not promoted and says what was missing.
 
-The judge looks many times per step, and every look is a chance of a false
-alarm, so each look tests at ``alpha / looks`` (Bonferroni): the chance that a
-release as good as the baseline is rolled back in a step stays below ``alpha``.
+Both tests run at Pocock-boundary levels (see :mod:`drillbook.canary.stats`), so the
+many looks do not add up to false rollbacks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from drillbook.canary.settings import CanarySettings
-from drillbook.canary.stats import fisher_greater
+from drillbook.canary.stats import (
+    Shift,
+    detectable_increase,
+    error_increase_bound,
+    fisher_p,
+    latency_shift,
+    level,
+    quantile_ms,
+)
 from drillbook.core.metrics import Snapshot, quantile
 
 REQUESTS_METRIC = "http_requests_total"
 DURATION_METRIC = "http_request_duration_seconds"
 
-Decision = Literal["breach", "pass", "continue"]
+Decision = Literal["breach", "pass", "continue", "insufficient"]
+LatencySource = Literal["requests", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +87,6 @@ class Window:
         value = quantile(q, list(self.buckets))
         return None if value is None else value * 1000
 
-    def slower_than(self, bound_ms: float) -> int:
-        """Observations above ``bound_ms``, read at the first bucket bound >= it (never over-counts)."""
-        bound_s = bound_ms / 1000
-        for le, count in self.buckets:
-            if le >= bound_s:
-                return int(self.observations - count)
-        return 0
-
     def __add__(self, other: Window) -> Window:
         merged: dict[float, float] = {}
         for le, count in (*self.buckets, *other.buckets):
@@ -109,16 +99,11 @@ class Window:
 def window_from(delta: Snapshot, exclude_routes: Iterable[str] = ()) -> Window:
     """Requests, 5xx and the latency histogram of a scrape difference, without excluded route prefixes."""
     prefixes = tuple(exclude_routes)
-
-    def counted(labels: dict[str, str]) -> bool:
-        route = labels.get("route", "")
-        return not (prefixes and route.startswith(prefixes))
-
     requests = errors = 0.0
     buckets: dict[float, float] = {}
     for (name, label_items), value in delta.samples.items():
         labels = dict(label_items)
-        if not counted(labels):
+        if prefixes and labels.get("route", "").startswith(prefixes):
             continue
         if name == REQUESTS_METRIC:
             requests += value
@@ -138,150 +123,245 @@ def pooled(windows: Iterable[Window]) -> Window:
     return total
 
 
+def histogram_latencies(w: Window) -> NDArray[np.float64]:
+    """One latency (ms) per observation, at its bucket's upper bound (+Inf: twice the last bound).
+
+    The fallback when no per-request latencies exist: a rank test on bucketed values
+    treats each bucket as a tie, coarse but still a comparison of whole distributions.
+    """
+    values: list[NDArray[np.float64]] = []
+    previous, last_finite = 0.0, 0.0
+    for le, cumulative in w.buckets:
+        count = round(cumulative - previous)
+        previous = cumulative
+        bound = 2 * last_finite if math.isinf(le) else le
+        last_finite = last_finite if math.isinf(le) else le
+        if count > 0:
+            values.append(np.full(count, 1000 * bound))
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms" if abs(value) >= 10 else f"{value:.1f} ms"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}"
+
+
+@dataclass(frozen=True)
+class ErrorFinding:
+    """The error test at one look, on counts pooled over the rollout so far."""
+
+    canary: Window
+    baseline: Window
+    increase: float | None  # canary rate - baseline rate (point estimate)
+    lower: float | None  # its one-sided lower confidence bound
+    fisher_p: float
+    detectable: float | None  # smallest increase these counts would call a breach
+    confidence: float
+    margin: float
+    breach: bool
+
+    def text(self) -> str:
+        c, b = self.canary, self.baseline
+        head = (
+            f"error rate {_pct(c.error_rate, 2)} ({c.errors}/{c.requests}) vs baseline "
+            f"{_pct(b.error_rate, 2)} ({b.errors}/{b.requests})"
+        )
+        if self.increase is None or self.lower is None:
+            return head
+        return (
+            f"{head}: {100 * self.increase:+.2f} %, at least {100 * self.lower:+.2f} % with "
+            f"{100 * self.confidence:.2f} % confidence (limit +{100 * self.margin:.2f} %), "
+            f"Fisher p = {_p(self.fisher_p)}"
+        )
+
+
+@dataclass(frozen=True)
+class LatencyFinding:
+    """The latency test at one look, on the step's answers since it settled."""
+
+    source: LatencySource
+    canary_count: int
+    baseline_count: int
+    canary_p50: float | None
+    canary_p95: float | None
+    baseline_p50: float | None
+    baseline_p95: float | None
+    shift: Shift | None  # None: too few answers to test
+    tolerance_ms: float
+    breach: bool
+
+    @property
+    def effect_ratio(self) -> float | None:
+        """Lower confidence bound of the shift over the tolerance: above 1 is a breach."""
+        if self.shift is None or math.isinf(self.shift.lower_ms):
+            return None
+        return self.shift.lower_ms / self.tolerance_ms if self.tolerance_ms > 0 else math.inf
+
+    def text(self, settings: CanarySettings) -> str:
+        head = (
+            f"canary p50 {_ms(self.canary_p50)} p95 {_ms(self.canary_p95)} vs baseline p50 "
+            f"{_ms(self.baseline_p50)} p95 {_ms(self.baseline_p95)}"
+        )
+        if self.shift is None:
+            return head
+        s = self.shift
+        lower = "n/a" if math.isinf(s.lower_ms) else f"{s.lower_ms:+.1f} ms"
+        return (
+            f"{head}: shift {s.estimate_ms:+.1f} ms (at least {lower}; "
+            f"tolerance {self.tolerance_ms:.1f} ms = "
+            f"max({settings.latency_effect_pct:g} % of {_ms(self.baseline_p50)}, "
+            f"{settings.latency_effect_ms:g} ms)), U-test p = {_p(s.u_p)} "
+            f"({s.canary_n} vs {s.baseline_n} {_unit(self)})"
+        )
+
+
 @dataclass(frozen=True)
 class Assessment:
-    """One look of the judge: its decision, why, and the figures it was made on."""
+    """One look of the judge: its decision, why, and the findings it was made on."""
 
     decision: Decision
     reason: str
-    canary: Window
-    baseline: Window
-    error_p: float | None = None
-    latency_p: float | None = None
-    canary_latency_ms: float | None = None
-    baseline_latency_ms: float | None = None
-    latency_bound_ms: float | None = None
-    findings: list[str] = field(default_factory=list)
-
-    def figures(self) -> dict[str, float | int | None]:
-        """The numbers a journal keeps for a step."""
-        return {
-            "canary_requests": self.canary.requests,
-            "canary_errors": self.canary.errors,
-            "canary_error_rate": _round(self.canary.error_rate, 4),
-            "baseline_requests": self.baseline.requests,
-            "baseline_errors": self.baseline.errors,
-            "baseline_error_rate": _round(self.baseline.error_rate, 4),
-            "canary_p95_ms": _round(self.canary_latency_ms, 1),
-            "baseline_p95_ms": _round(self.baseline_latency_ms, 1),
-            "error_p_value": _round_p(self.error_p),
-            "latency_p_value": _round_p(self.latency_p),
-        }
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _round_p(value: float | None) -> float | None:
-    return None if value is None else float(f"{value:.3g}")
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    errors: ErrorFinding
+    latency: LatencyFinding | None
+    step_canary: Window
+    step_baseline: Window
 
 
 class Judge:
-    """Applies :class:`CanarySettings` to canary and baseline windows."""
+    """Applies :class:`CanarySettings` to canary and baseline evidence."""
 
     def __init__(self, settings: CanarySettings) -> None:
         self.settings = settings
-        self.alpha = settings.alpha_per_look
+        self.error_z = settings.error_z
+        self.latency_z = settings.latency_z
 
-    def errors(self, canary: Window, baseline: Window) -> tuple[bool, float | None, str]:
+    def errors(self, canary: Window, baseline: Window) -> ErrorFinding:
         s = self.settings
-        if canary.errors < s.min_errors or not baseline.requests:
-            return False, None, ""
-        excess = (canary.error_rate or 0.0) - (baseline.error_rate or 0.0)
-        p = fisher_greater(canary.errors, canary.requests, baseline.errors, baseline.requests)
-        breach = excess >= s.error_margin and p < self.alpha
-        detail = (
-            f"error rate {_pct(canary.error_rate)} ({canary.errors}/{canary.requests}) vs baseline "
-            f"{_pct(baseline.error_rate)} ({baseline.errors}/{baseline.requests}), "
-            f"one-sided Fisher p={p:.2g} (alpha per look {self.alpha:.2g})"
+        c, b = canary, baseline
+        lower = error_increase_bound(c.errors, c.requests, b.errors, b.requests, self.error_z)
+        increase = None if lower is None else (c.error_rate or 0.0) - (b.error_rate or 0.0)
+        return ErrorFinding(
+            canary=c,
+            baseline=b,
+            increase=increase,
+            lower=lower,
+            fisher_p=fisher_p(c.errors, c.requests, b.errors, b.requests),
+            detectable=detectable_increase(c.requests, b.errors, b.requests, self.error_z, s.error_margin),
+            confidence=1 - level(self.error_z),
+            margin=s.error_margin,
+            breach=lower is not None and lower > s.error_margin,
         )
-        return breach, p, detail
 
     def latency(
-        self, canary: Window, baseline: Window
-    ) -> tuple[bool, float | None, float | None, float | None, float | None, str]:
-        """(breach, p, canary quantile, baseline quantile, bound, detail)."""
+        self,
+        canary: NDArray[np.float64],
+        baseline: NDArray[np.float64],
+        source: LatencySource = "requests",
+    ) -> LatencyFinding:
         s = self.settings
-        c_q = canary.quantile_ms(s.latency_quantile)
-        b_q = baseline.quantile_ms(s.latency_quantile)
-        if (
-            c_q is None
-            or b_q is None
-            or canary.observations < s.latency_min_samples
-            or baseline.observations < s.latency_min_samples
-        ):
-            return False, None, c_q, b_q, None, ""
-        bound = max(b_q * s.latency_ratio, b_q + s.latency_margin_ms)
-        if c_q <= bound:
-            return False, None, c_q, b_q, bound, ""
-        p = fisher_greater(
-            canary.slower_than(bound), canary.observations, baseline.slower_than(bound), baseline.observations
+        b50 = quantile_ms(baseline, 0.5)
+        tolerance = max(s.latency_effect_pct / 100 * (b50 or 0.0), s.latency_effect_ms)
+        shift = None
+        if len(canary) >= s.latency_min_samples and len(baseline) >= s.latency_min_samples:
+            shift = latency_shift(canary, baseline, self.latency_z, tolerance)
+        return LatencyFinding(
+            source=source,
+            canary_count=len(canary),
+            baseline_count=len(baseline),
+            canary_p50=quantile_ms(canary, 0.5),
+            canary_p95=quantile_ms(canary, 0.95),
+            baseline_p50=b50,
+            baseline_p95=quantile_ms(baseline, 0.95),
+            shift=shift,
+            tolerance_ms=tolerance,
+            breach=shift is not None and shift.lower_ms > tolerance,
         )
-        q = round(100 * s.latency_quantile)
-        detail = (
-            f"p{q} {c_q:.0f} ms vs baseline {b_q:.0f} ms (bound {bound:.0f} ms = max(x{s.latency_ratio:g}, "
-            f"+{s.latency_margin_ms:g} ms)), slower-than-bound share one-sided Fisher p={p:.2g}"
-        )
-        return p < self.alpha, p, c_q, b_q, bound, detail
 
     def assess(
         self,
-        canary: Window,
-        baseline: Window,
+        errors: ErrorFinding,
+        latency: LatencyFinding | None,
+        step_canary: Window,
         *,
         ready: bool = True,
         ready_detail: str = "",
         window_done: bool = False,
         waited_out: bool = False,
-        judge_latency: bool = True,
-        latency: tuple[Window, Window] | None = None,
+        last_step: bool = False,
+        latency_due: bool = False,
     ) -> Assessment:
-        """One look. ``window_done``: the step's window is over; ``waited_out``: so is the sample wait.
+        """One look. ``latency`` None: not judged at this step (load) or not yet settled
+        (``latency_due``: it is judged here, so the step cannot pass without it).
 
-        ``latency``: (canary, baseline) windows to judge latency on, when they differ from the
-        error windows (the drill's start after the settle time); ``judge_latency=False``: none.
+        ``window_done``: the step's window is over; ``waited_out``: so is its sample wait.
         """
         s = self.settings
-        err_breach, err_p, err_detail = self.errors(canary, baseline)
-        lat_canary, lat_baseline = latency or (canary, baseline)
-        lat_breach, lat_p, c_q, b_q, bound, lat_detail = self.latency(lat_canary, lat_baseline)
-        if not judge_latency:
-            lat_breach, lat_p, bound = False, None, None
 
-        def make(decision: Decision, reason: str, findings: list[str] | None = None) -> Assessment:
-            return Assessment(
-                decision, reason, canary, baseline, err_p, lat_p, c_q, b_q, bound, findings or []
-            )
+        def make(decision: Decision, reason: str) -> Assessment:
+            return Assessment(decision, reason, errors, latency, step_canary, errors.baseline)
 
-        findings = [
-            f
-            for f, hit in (
+        found = [
+            text
+            for text, hit in (
                 (f"readiness: {ready_detail}", not ready),
-                (err_detail, err_breach),
-                (lat_detail, lat_breach),
+                (errors.text(), errors.breach),
+                (latency.text(s) if latency else "", latency is not None and latency.breach),
             )
             if hit
         ]
-        if findings:
-            return make("breach", "; ".join(findings), findings)
+        if found:
+            return make("breach", "; ".join(found))
         if not window_done:
             return make("continue", "analysing")
-        short = [
-            f"{name} served {w.requests} requests (need {s.min_samples})"
-            for name, w in (("canary", canary), ("baseline", baseline))
-            if w.requests < s.min_samples
-        ]
+        short = self.missing(errors, latency, step_canary, last_step)
+        if latency_due and latency is None:
+            short.append("latency: the step has not settled yet (no answers since canary_settle_s)")
         if not short:
-            return make("pass", f"no significant difference ({err_detail or 'no canary errors'})")
+            return make("pass", self.no_difference(errors, latency))
         if waited_out:
-            reason = (
-                "insufficient samples: " + ", ".join(short) + "; no evidence is no promotion "
-                "(is traffic reaching the canary? use --traffic RPS on an idle fleet)"
+            return make(
+                "insufficient",
+                "not enough evidence: " + "; ".join(short) + " (no evidence is no promotion: is traffic "
+                "reaching the canary? use --traffic RPS on an idle fleet, or longer windows)",
             )
-            return make("breach", reason, [reason])
-        return make("continue", "waiting for samples: " + ", ".join(short))
+        return make("continue", "waiting for evidence: " + "; ".join(short))
+
+    def missing(
+        self, errors: ErrorFinding, latency: LatencyFinding | None, step_canary: Window, last_step: bool
+    ) -> list[str]:
+        """What the step still lacks to decide, one phrase each (empty: enough evidence)."""
+        s = self.settings
+        short = []
+        if step_canary.requests < s.min_samples:
+            short.append(f"canary served {step_canary.requests} requests in this step (need {s.min_samples})")
+        if errors.baseline.requests < s.min_samples:
+            short.append(f"baseline served {errors.baseline.requests} requests (need {s.min_samples})")
+        if latency is not None and latency.shift is None:
+            short.append(
+                f"latency: {latency.canary_count} canary and {latency.baseline_count} baseline "
+                f"{_unit(latency)} since the step settled (need {s.latency_min_samples} each)"
+            )
+        if last_step and (errors.detectable is None or errors.detectable > s.error_detectable):
+            can = "none" if errors.detectable is None else f"only {100 * errors.detectable:.1f} % or more"
+            short.append(
+                f"errors: {errors.canary.requests} canary requests can show an error-rate increase of {can} "
+                f"(need {100 * s.error_detectable:g} %)"
+            )
+        return short
+
+    def no_difference(self, errors: ErrorFinding, latency: LatencyFinding | None) -> str:
+        parts = [errors.text()]
+        if latency is not None:
+            parts.append(latency.text(self.settings))
+        return "no difference beyond the limits: " + "; ".join(parts)
+
+
+def _unit(latency: LatencyFinding) -> str:
+    return "answers" if latency.source == "requests" else "histogram counts"

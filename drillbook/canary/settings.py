@@ -11,6 +11,8 @@ import itertools
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drillbook.canary.stats import level, pocock_z
+
 
 class CanarySettings(BaseModel):
     """Steps, analysis window and the judge's thresholds."""
@@ -30,23 +32,32 @@ class CanarySettings(BaseModel):
     sample_wait_s: float = Field(10.0, ge=0)
     #: Requests the canary (and the baseline) must have served in a step before it can pass.
     min_samples: int = Field(30, ge=1)
-    #: False-rollback budget per step (family-wise over the step's looks, Bonferroni).
+    #: False-rollback budget of a whole rollout: half for the error test, half for latency
+    #: (split over the steps), each spent over its looks with a Pocock boundary (stats.py).
     alpha: float = Field(0.01, gt=0, lt=1)
-    #: Fewest canary 5xx responses that can ever be a breach (one flaky request never is).
-    min_errors: int = Field(3, ge=1)
-    #: Smallest error-rate excess (canary minus baseline, 0..1) that counts as a breach.
-    error_margin: float = Field(0.01, ge=0, le=1)
-    #: Latency quantile compared (0..1).
-    latency_quantile: float = Field(0.95, gt=0, lt=1)
-    #: The canary's quantile must exceed baseline x ratio ...
-    latency_ratio: float = Field(1.5, ge=1)
-    #: ... and baseline + margin, to be a latency breach.
-    latency_margin_ms: float = Field(100.0, ge=0)
+    #: Error-rate increase (canary minus baseline, 0..1) tolerated: a breach needs the lower
+    #: confidence bound of the increase above it.
+    error_margin: float = Field(0.0, ge=0, lt=1)
+    #: Error-rate increase (0..1) the analysis must be able to see before it may promote: with
+    #: less traffic the rollout ends "not enough evidence" (rolled back), not "pass".
+    error_detectable: float = Field(0.01, gt=0, le=1)
+    #: Latency shift tolerated, relative to the baseline's median (percent) ...
+    latency_effect_pct: float = Field(20.0, ge=0)
+    #: ... and absolute (ms): a breach needs the canary slower by more than both (lower
+    #: confidence bound of the Hodges-Lehmann shift, Mann-Whitney U test).
+    latency_effect_ms: float = Field(10.0, ge=0)
+    #: 5xx responses the canary servers may send to users before the verdict (HAProxy's count).
+    max_failed_requests: int | None = Field(30, ge=0)
     #: Latency is judged only at steps where a canary server takes at most this many times the
     #: requests of a baseline server: beyond, a p95 difference measures the load, not the release.
     latency_max_load_ratio: float = Field(1.0, gt=0)
-    #: Canary and baseline observations needed before latency is judged at all.
+    #: Canary and baseline latencies needed in a step before latency is judged at all
+    #: (fewer by the step's end: "not enough evidence").
     latency_min_samples: int = Field(20, ge=1)
+    #: Response header naming the server that answered (HAProxy adds it): it sorts the
+    #: drill's own requests into canary and baseline. Without it latency comes from the
+    #: instances' histograms.
+    server_header: str = "X-Served-By"
     #: Route prefixes left out of the analysis (probes and scrapes are not user traffic).
     exclude_routes: list[str] = Field(default_factory=lambda: ["/health", "/metrics"])
     #: Consecutive failed readiness looks of a canary instance that make a breach.
@@ -116,6 +127,23 @@ class CanarySettings(BaseModel):
         return max(1, int((self.window_s + self.sample_wait_s) / self.interval_s) + 1)
 
     @property
-    def alpha_per_look(self) -> float:
-        """Bonferroni: each look tests at alpha / looks, so the step's false-rollback rate stays <= alpha."""
-        return self.alpha / self.looks_per_step
+    def error_z(self) -> float:
+        """Pocock critical z of the error test: alpha / 2 over every look of the rollout."""
+        return pocock_z(self.alpha / 2, self.looks_per_step * len(self.steps))
+
+    @property
+    def latency_z(self) -> float:
+        """Pocock critical z of the latency test: alpha / 2 split over the steps, over each step's looks."""
+        return pocock_z(self.alpha / 2 / len(self.steps), self.looks_per_step)
+
+    @property
+    def error_margin_pct(self) -> float:
+        return round(100 * self.error_margin, 6)
+
+    @property
+    def error_level_per_look(self) -> float:
+        return level(self.error_z)
+
+    @property
+    def latency_level_per_look(self) -> float:
+        return level(self.latency_z)

@@ -46,6 +46,8 @@ class Outcome:
     latency_ms: float
     ok: bool
     error: str | None = None
+    #: The server that answered, from ``Traffic.server_header`` (None: not asked or not sent).
+    server: str | None = None
 
 
 RequestSource = Callable[[int], Request]
@@ -87,6 +89,8 @@ class Traffic:
     timeout_s: float = 2.0
     workers: int = 32
     poisson: bool = True
+    #: Response header naming the server that answered (e.g. HAProxy's X-Served-By), kept per request.
+    server_header: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _sampler: Sampler[Outcome] | None = field(default=None, init=False, repr=False)
 
@@ -147,8 +151,10 @@ class Traffic:
         wall, t0 = time.time(), time.monotonic()
         try:
             resp = client.request(req.method, req.path, json=req.json)
+            latency_ms = (time.monotonic() - t0) * 1000
             ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
-            outcome = Outcome(t0, wall, req.endpoint, resp.status_code, (time.monotonic() - t0) * 1000, ok)
+            server = resp.headers.get(self.server_header) if self.server_header else None
+            outcome = Outcome(t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server)
         except httpx.HTTPError as exc:
             outcome = Outcome(
                 t0, wall, req.endpoint, None, (time.monotonic() - t0) * 1000, False, type(exc).__name__

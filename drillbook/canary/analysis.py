@@ -1,0 +1,304 @@
+"""The analysis loop (the canary drill's ``observe``): shift the canary's share step by step, look, decide.
+
+For each step of ``canary_steps`` the loop gives the canary its share through
+HAProxy (:meth:`~drillbook.canary.weights.Weights.set_share`), then looks every
+``interval_s``: the instances' counters since the step began (errors, pooled with the
+earlier steps), per-request latencies of canary and baseline answers since the step
+settled (latency), HAProxy's view of the canary (readiness). The judge
+(:mod:`drillbook.canary.judge`) decides at each look; the loop stops at the first
+``breach`` or ``insufficient``, or passes every step. It changes nothing but the
+weights: the rollback belongs to the drill's restore phase, the promotion to
+:mod:`drillbook.canary.promotion`.
+
+Where per-request latencies come from: the drill's own traffic
+(:class:`~drillbook.core.traffic.Traffic`) records each answer's latency and the
+``X-Served-By`` header HAProxy adds, so canary and baseline answers are sorted by
+the server that really answered, in the same seconds. Without that (no generated
+traffic, or a load balancer that adds no header) the instances' latency histograms
+since the step settled are compared instead (coarser: one value per bucket).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel
+
+from drillbook.canary.fleet import FleetOps
+from drillbook.canary.judge import (
+    Assessment,
+    Judge,
+    LatencyFinding,
+    Window,
+    histogram_latencies,
+)
+from drillbook.canary.sources import Source
+from drillbook.canary.watch import ServerWatch
+from drillbook.core.drill import DrillRun
+from drillbook.core.traffic import Traffic
+
+
+class StepRecord(BaseModel):
+    """One step as the journal keeps it: the share, how long it was held, what the judge saw."""
+
+    weight: float
+    share_set_pct: float
+    load_ratio: float | None
+    latency_judged: bool
+    window_s: float
+    decision: str
+    reason: str
+    canary_requests: int
+    canary_errors: int
+    baseline_requests: int
+    baseline_errors: int
+    rollout_canary_requests: int
+    rollout_baseline_requests: int
+    error_increase_pct: float | None = None
+    error_increase_bound_pct: float | None = None
+    error_fisher_p: float | None = None
+    error_detectable_pct: float | None = None
+    latency_source: str | None = None
+    canary_latency_n: int | None = None
+    baseline_latency_n: int | None = None
+    canary_p50_ms: float | None = None
+    canary_p95_ms: float | None = None
+    baseline_p50_ms: float | None = None
+    baseline_p95_ms: float | None = None
+    latency_shift_ms: float | None = None
+    latency_shift_lower_ms: float | None = None
+    latency_tolerance_ms: float | None = None
+    latency_u_p: float | None = None
+
+
+@dataclass
+class AnalysisResult:
+    """What the loop ends with: the decision, the step records, the deciding look."""
+
+    decision: str = "not run"
+    reason: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    last: Assessment | None = None
+    #: The latest latency finding with a bound, at any judged step (what the latency check reads).
+    latency: LatencyFinding | None = None
+    first_step_at: float | None = None  # monotonic
+    decided_at: float | None = None  # monotonic, when a breach was seen
+    ready: bool = True
+    ready_detail: str = ""
+
+
+def _r(value: float | None, digits: int) -> float | None:
+    return None if value is None or math.isinf(value) else round(value, digits)
+
+
+def _p(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.3g}")
+
+
+class Analysis:
+    """Runs the steps for one canary drill."""
+
+    def __init__(
+        self,
+        ops: FleetOps,
+        judge: Judge,
+        watch: ServerWatch,
+        traffic: Traffic | None,
+        new_source: Callable[[], Source],
+    ) -> None:
+        self.ops = ops
+        self.settings = ops.settings
+        self.judge = judge
+        self.watch = watch
+        self.traffic = traffic
+        self.new_source = new_source
+        self.canary_names = {i.name for i in ops.plan.canary}
+        self.baseline_names = {i.name for i in ops.plan.baseline}
+
+    def run(self, run: DrillRun) -> AnalysisResult:
+        s, weights = self.settings, self.ops.weights
+        result = AnalysisResult()
+        before = (Window(), Window())  # canary and baseline of the completed steps
+        for index, percent in enumerate(s.steps):
+            with run.phase(f"step {percent:g}%"):
+                share = weights.set_share(percent)
+                if index == 0:
+                    result.first_step_at = time.monotonic()
+                ratio = weights.load_ratio(percent)
+                judged = ratio <= s.latency_max_load_ratio
+                run.note(
+                    f"canary share {share:g}% (asked {percent:g}%), {ratio:.2g}x a baseline server's load: "
+                    f"analysing for {s.window_s:g}s"
+                    + ("" if judged else " (errors and readiness; latency not judged)")
+                )
+                a, held_s = self._step(run, result, before, judged, last=index == len(s.steps) - 1)
+            result.steps.append(self._record(percent, share, ratio, judged, held_s, a))
+            run.measure("steps", [st.model_dump() for st in result.steps])
+            result.last = a
+            before = (before[0] + a.step_canary, before[1] + a.step_baseline)
+            if a.decision != "pass":
+                result.decision, result.reason = a.decision, f"step {percent:g}%: {a.reason}"
+                return result
+        result.decision = "pass"
+        result.reason = f"{len(s.steps)} steps: {result.last.reason if result.last else ''}"
+        return result
+
+    def _step(
+        self,
+        run: DrillRun,
+        result: AnalysisResult,
+        before: tuple[Window, Window],
+        judged: bool,
+        *,
+        last: bool,
+    ) -> tuple[Assessment, float]:
+        """Look every interval until the judge decides; (assessment, seconds the step was held)."""
+        s = self.settings
+        source = self.new_source()
+        try:
+            source.begin()
+            t0 = time.monotonic()
+            settled_at = t0 + s.settle_s
+            ready_failures, k, last_note, marked = 0, 0, t0, s.settle_s == 0
+            if marked:
+                source.look(mark=True)
+            while True:
+                k += 1
+                time.sleep(max(0.0, t0 + k * s.interval_s - time.monotonic()))
+                mark = not marked and time.monotonic() >= settled_at
+                look = source.look(mark=mark)
+                marked = marked or mark
+                down = self.watch.canary_down() + [
+                    f"{n} /metrics unreachable" for n in look.unreachable if n in self.canary_names
+                ]
+                ready_failures = ready_failures + 1 if down else 0
+                now = time.monotonic()
+                errors = self.judge.errors(before[0] + look.canary, before[1] + look.baseline)
+                latency = None
+                if judged and look.settled is not None:
+                    latency = self._latency(look.settled, settled_at, now)
+                if latency is not None and latency.effect_ratio is not None:
+                    result.latency = latency
+                ready = ready_failures < s.ready_failures
+                if not ready:
+                    result.ready, result.ready_detail = False, ", ".join(down)
+                a = self.judge.assess(
+                    errors,
+                    latency,
+                    look.canary,
+                    ready=ready,
+                    ready_detail=", ".join(down),
+                    window_done=now - t0 >= s.window_s,
+                    waited_out=now - t0 >= s.window_s + s.sample_wait_s,
+                    last_step=last,
+                    latency_due=judged,
+                )
+                a = Assessment(a.decision, a.reason, a.errors, a.latency, look.canary, look.baseline)
+                if now - last_note >= 2.0 or a.decision != "continue":
+                    last_note = now
+                    run.note(f"  {now - t0:4.1f}s {self._brief(a)} -> {a.decision}")
+                if a.decision != "continue":
+                    if a.decision == "breach":
+                        result.decided_at = now
+                        a = self._with_evidence(a, result, now, t0)
+                    return a, now - t0
+        finally:
+            source.close()
+
+    def _latency(self, settled: tuple[Window, Window], settled_at: float, now: float) -> LatencyFinding:
+        samples = self._answers(settled_at, now)
+        if samples is not None:
+            return self.judge.latency(*samples, source="requests")
+        canary, baseline = settled
+        return self.judge.latency(histogram_latencies(canary), histogram_latencies(baseline), "histogram")
+
+    def _answers(self, since: float, until: float) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """Latencies (ms) of canary and baseline answers to the drill's requests sent in [since, until].
+
+        None when the drill sends no traffic or no answer names its server. Failed answers are
+        left out (errors are judged on their own; a fast 500 is not a fast answer).
+        """
+        if self.traffic is None:
+            return None
+        canary: list[float] = []
+        baseline: list[float] = []
+        named = False
+        for o in self.traffic.snapshot():
+            if o.server is None:
+                continue
+            named = True
+            if since <= o.t <= until and o.status is not None and o.status < 500:
+                if o.server in self.canary_names:
+                    canary.append(o.latency_ms)
+                elif o.server in self.baseline_names:
+                    baseline.append(o.latency_ms)
+        if not named:
+            return None
+        return np.asarray(canary), np.asarray(baseline)
+
+    def _with_evidence(self, a: Assessment, result: AnalysisResult, now: float, t0: float) -> Assessment:
+        """Say how much traffic and time the decision needed."""
+        since_first = now - (result.first_step_at or t0)
+        extra = (
+            f" (decided {now - t0:.1f} s into the step, {since_first:.1f} s after the first step began, "
+            f"on {a.errors.canary.requests} canary requests)"
+        )
+        return Assessment(a.decision, a.reason + extra, a.errors, a.latency, a.step_canary, a.step_baseline)
+
+    @staticmethod
+    def _brief(a: Assessment) -> str:
+        e, lat = a.errors, a.latency
+        text = (
+            f"canary {a.step_canary.requests} req {a.step_canary.errors} 5xx | baseline "
+            f"{a.step_baseline.requests} req {a.step_baseline.errors} 5xx"
+        )
+        if e.lower is not None:
+            text += f" | errors +{100 * (e.increase or 0):.2f} % (>= {100 * e.lower:+.2f} %)"
+        if lat is not None and lat.shift is not None:
+            text += (
+                f" | p95 {lat.canary_p95 or 0:.0f} vs {lat.baseline_p95 or 0:.0f} ms, shift "
+                f"{lat.shift.estimate_ms:+.1f} ms (tol {lat.tolerance_ms:.0f})"
+            )
+        return text
+
+    @staticmethod
+    def _record(
+        percent: float, share: float, ratio: float, judged: bool, held_s: float, a: Assessment
+    ) -> StepRecord:
+        e, lat = a.errors, a.latency
+        shift = lat.shift if lat else None
+        return StepRecord(
+            weight=percent,
+            share_set_pct=share,
+            load_ratio=round(ratio, 3) if ratio != float("inf") else None,
+            latency_judged=judged,
+            window_s=round(held_s, 2),
+            decision=a.decision,
+            reason=a.reason,
+            canary_requests=a.step_canary.requests,
+            canary_errors=a.step_canary.errors,
+            baseline_requests=a.step_baseline.requests,
+            baseline_errors=a.step_baseline.errors,
+            rollout_canary_requests=e.canary.requests,
+            rollout_baseline_requests=e.baseline.requests,
+            error_increase_pct=_r(None if e.increase is None else 100 * e.increase, 3),
+            error_increase_bound_pct=_r(None if e.lower is None else 100 * e.lower, 3),
+            error_fisher_p=_p(e.fisher_p),
+            error_detectable_pct=_r(None if e.detectable is None else 100 * e.detectable, 3),
+            latency_source=lat.source if lat else None,
+            canary_latency_n=lat.canary_count if lat else None,
+            baseline_latency_n=lat.baseline_count if lat else None,
+            canary_p50_ms=_r(lat.canary_p50, 1) if lat else None,
+            canary_p95_ms=_r(lat.canary_p95, 1) if lat else None,
+            baseline_p50_ms=_r(lat.baseline_p50, 1) if lat else None,
+            baseline_p95_ms=_r(lat.baseline_p95, 1) if lat else None,
+            latency_shift_ms=_r(shift.estimate_ms, 2) if shift else None,
+            latency_shift_lower_ms=_r(shift.lower_ms, 2) if shift else None,
+            latency_tolerance_ms=_r(lat.tolerance_ms, 2) if lat else None,
+            latency_u_p=_p(shift.u_p) if shift else None,
+        )

@@ -1,0 +1,66 @@
+"""What the three deploy drills share: settings from the inventory, fleet operations, an answering fleet."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from drillbook.canary.fleet import FleetOps
+from drillbook.canary.settings import CanarySettings
+from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.errors import ConfigError, TargetUnreachable
+
+RUNBOOK = "runbooks/canary-rollback.md"
+
+PlanT = TypeVar("PlanT")
+ActedT = TypeVar("ActedT")
+MeasuredT = TypeVar("MeasuredT", bound=BaseModel)
+
+
+def load_settings(inv: Any, **overrides: Any) -> CanarySettings:
+    """The inventory's ``canary_*`` settings, with command-line overrides (None = keep)."""
+    settings: CanarySettings = inv.settings(CanarySettings, prefix="canary_")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(changes.get("steps"), str):
+        try:
+            changes["steps"] = [float(x) for x in changes["steps"].split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--steps: expected percentages like 5,25,50,100, got {overrides['steps']!r}"
+            ) from None
+    if not changes:
+        return settings
+    try:
+        return CanarySettings.model_validate({**settings.model_dump(), **changes})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(str(p) for p in first['loc']) or 'option'}: {first['msg']}") from None
+
+
+class DeployDrill(Drill[PlanT, ActedT, MeasuredT]):
+    """Base of deploy.canary, deploy.promote and deploy.rollback: the settings are the thresholds."""
+
+    runbook = RUNBOOK
+
+    def __init__(self, settings: CanarySettings, **options: Any) -> None:
+        super().__init__(settings, **options)
+        self.settings = settings
+
+    def open_fleet(self, run: DrillRun) -> FleetOps:
+        """Fleet operations for the run's inventory, HAProxy reachable and naming every instance."""
+        ops = FleetOps(run.inventory, self.settings, run.note)
+        ops.check_lb()
+        return ops
+
+
+def require_answering(ops: FleetOps) -> None:
+    """Every app instance answers ``/version`` (else the drill cannot even tell what runs)."""
+    probes = ops.probe(ops.plan.everyone)
+    silent = [
+        f"{i.name} ({i.url}: {probes[i.host].detail})"
+        for i in ops.plan.everyone
+        if probes[i.host].version is None
+    ]
+    if silent:
+        raise TargetUnreachable(f"app instance(s) not answering: {', '.join(silent)}; see inv deploy.status")
