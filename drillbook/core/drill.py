@@ -41,7 +41,16 @@ from drillbook.core.checks import CheckSpec, Measurements, evaluate, validate_sp
 from drillbook.core.console import Progress, err
 from drillbook.core.errors import CheckFailed, ConfigError, DrillbookError, DrillInterrupted
 from drillbook.core.inventory import Inventory
-from drillbook.core.journal import Check, Journal, Phase, summary_markdown, utc_now, utc_stamp
+from drillbook.core.journal import (
+    Check,
+    Journal,
+    Phase,
+    make_report_dir,
+    summary_markdown,
+    utc_now,
+    utc_stamp,
+    write_report_text,
+)
 from drillbook.core.junit import write_junit
 from drillbook.core.lock import inventory_lock
 from drillbook.core.paths import REPO_ROOT, default_report_root
@@ -323,7 +332,7 @@ def execute(drill: AnyDrill, ctx: DrillContext) -> Journal:
                 run.note(f"[red]error:[/red] {escape(str(exc))}")
             except Exception as exc:
                 journal.error = f"{type(exc).__name__}: {exc}"
-                (report_dir / "traceback.txt").write_text(traceback.format_exc())
+                write_report_text(report_dir / "traceback.txt", traceback.format_exc())
                 run.artefact(report_dir / "traceback.txt")
                 run.note(f"[red]unexpected error:[/red] {escape(journal.error)} (traceback.txt)")
             finally:
@@ -391,7 +400,7 @@ def _finish(drill: AnyDrill, run: DrillRun, measured: BaseModel | None) -> None:
             extra = drill.report(run) if isinstance(drill, LegacyDrill) else drill.report(run, measured)
         except Exception as exc:
             journal.notes.append(f"report extras failed: {_describe(exc)}")
-        (run.report_dir / "summary.md").write_text(summary_markdown(journal, extra))
+        write_report_text(run.report_dir / "summary.md", summary_markdown(journal, extra))
         if run.ctx.junit:
             write_junit(journal, run.ctx.junit)
     run.save()
@@ -400,7 +409,8 @@ def _finish(drill: AnyDrill, run: DrillRun, measured: BaseModel | None) -> None:
 def _new_report_dir(root: Path, drill_name: str) -> Path:
     """``<root>/<UTC stamp>-<drill>``, unique even when two drills start in the same second.
 
-    Created 0700: a report names hosts, users and figures of a fleet, not for every local user.
+    Created 0700 (``DRILLBOOK_REPORT_MODE`` may loosen it): a report names hosts, users and
+    figures of a fleet, not for every local user.
     """
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -410,7 +420,7 @@ def _new_report_dir(root: Path, drill_name: str) -> Path:
     path, n = base, 1
     while True:
         try:
-            path.mkdir(mode=0o700)
+            make_report_dir(path)
             return path
         except OSError as exc:
             if not isinstance(exc, FileExistsError):

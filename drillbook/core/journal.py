@@ -241,7 +241,8 @@ def summary_markdown(journal: Journal, extra: str = "") -> str:
         for c in journal.checks:
             mark = "yes" if c.ok else "**NO**"
             detail = f" ({c.detail})" if c.detail else ""
-            lines.append(f"| {c.name} | {_fmt(c.value)}{detail} | {_fmt(c.limit)} | {mark} |")
+            limit = f"{c.op} {_fmt(c.limit)}" if c.op and c.op != "is true" else _fmt(c.limit)
+            lines.append(f"| {c.name} | {_fmt(c.value)}{detail} | {limit} | {mark} |")
     if journal.measurements:
         lines += ["", "## Measurements", "", "| measurement | value | witness |", "|---|---|---|"]
         for key, value in journal.measurements.items():
