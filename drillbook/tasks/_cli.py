@@ -34,18 +34,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 from invoke.tasks import Task
 
 from drillbook.core.console import err, plain
-from drillbook.core.drill import AnyDrill, DrillContext, execute, print_summary
 from drillbook.core.errors import ConfigError, DrillbookError
-from drillbook.core.guard import give_consent, production_allowed, refuse_production
-from drillbook.core.inventory import Inventory, load_inventory
-from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
+
+if TYPE_CHECKING:  # the lifecycle, Ansible's inventory and pydantic load when a task runs, not at --list
+    from drillbook.core.drill import AnyDrill
+    from drillbook.core.inventory import Inventory
+    from drillbook.core.journal import Journal
 
 INVENTORY_HELP = "Inventory directory or file (default: $DRILLBOOK_INVENTORY, else inventory/lab)."
 COMMON_HELP = {
@@ -148,6 +149,8 @@ class CliTask(Task[Callable[..., None]]):
         if self.writes and not kwargs.get("dry_run"):
             with cli_errors(common.debug):
                 inv = open_inventory(common.inventory)
+                from drillbook.core.guard import give_consent, refuse_production
+
                 refuse_production(inv, common.allow_production, self.cli_name)
                 if common.allow_production:
                     give_consent(inv)  # for the drills and tasks this task runs in turn
@@ -281,6 +284,8 @@ _opened: dict[str | None, Inventory] = {}
 
 def open_inventory(path: str | None) -> Inventory:
     """Load an inventory once per process (the guard and the task body share it)."""
+    from drillbook.core.inventory import load_inventory
+
     if path not in _opened:
         _opened[path] = load_inventory(path)
     return _opened[path]
@@ -327,6 +332,8 @@ def writable_file(option: str, path: Path) -> Path:
 
 def allowed_on(inv: Inventory, opts: CommonOptions) -> bool:
     """Whether the production guard lets ``opts`` change ``inv`` (for drills that check again)."""
+    from drillbook.core.guard import production_allowed
+
     return production_allowed(inv, opts.allow_production)
 
 
@@ -339,6 +346,8 @@ def run_drill(
     drill: AnyDrill, inv: Inventory, opts: CommonOptions, *, exit_on_verdict: bool = True
 ) -> Journal:
     """Execute a drill, print its summary, and exit 0 (pass), 1 (fail), 2 (error) or 130 (interrupted)."""
+    from drillbook.core.drill import DrillContext, execute, print_summary
+
     ctx = DrillContext(
         inventory=inv,
         report_root=report_root(opts),

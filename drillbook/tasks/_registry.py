@@ -7,11 +7,10 @@ from below (see drillbook/app/registry.py and tests/test_layers.py).
 
 from __future__ import annotations
 
-from drillbook.app import registry
-
 
 def known_drills() -> set[str]:
     """The drill task names (and aliases) of the ``inv`` namespace."""
+    from drillbook.app import registry
     from drillbook.tasks import namespace  # built by this package's __init__, after this module loads
 
     return registry.known_drills(namespace)
@@ -19,4 +18,6 @@ def known_drills() -> set[str]:
 
 def known_audits() -> dict[str, set[str]]:
     """The checks each audit records, by audit drill name."""
+    from drillbook.app import registry
+
     return registry.known_audits()

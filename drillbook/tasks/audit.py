@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke.context import Context
 
-from drillbook.audit.drill import HostsAudit, HttpAudit
 from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 
@@ -16,6 +15,8 @@ def http(c: Context, *, opts: CommonOptions) -> None:
     (items created to test pagination and limits), so production needs --allow-production.
     Runbook: runbooks/release-readiness.md
     """
+    from drillbook.audit.drill import HttpAudit
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(HttpAudit(), inv, opts)
@@ -28,6 +29,8 @@ def hosts(c: Context, *, opts: CommonOptions) -> None:
     Reads only (files, settings and processes on the hosts), so it runs on production
     without --allow-production. Runbook: runbooks/release-readiness.md
     """
+    from drillbook.audit.drill import HostsAudit
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(HostsAudit(), inv, opts)

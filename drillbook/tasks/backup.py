@@ -13,22 +13,8 @@ from invoke.context import Context
 from rich import box
 from rich.table import Table
 
-from drillbook.backup import (
-    BackupRun,
-    RestoreTest,
-    list_backups,
-    load_settings,
-    open_repository,
-    restore_into,
-)
-from drillbook.backup.manifest import parse_time
-from drillbook.backup.prune import prune as prune_backups
-from drillbook.backup.repository import dump_json
-from drillbook.core import pgdata
 from drillbook.core.console import Progress, out, plain
 from drillbook.core.errors import ConfigError
-from drillbook.core.lock import inventory_lock
-from drillbook.core.timefmt import age
 from drillbook.tasks._cli import (
     CommonOptions,
     cli_errors,
@@ -49,6 +35,8 @@ def run(c: Context, *, opts: CommonOptions) -> None:
     The manifest (server version, size, WAL LSN, per-table rows and checksums,
     SHA-256 of every file) is written last: an interrupted backup never lists.
     """
+    from drillbook.backup import BackupRun, load_settings
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(BackupRun(load_settings(inv)), inv, opts)
@@ -68,6 +56,11 @@ def list_(c: Context, json_: bool = False, all_: bool = False, *, opts: CommonOp
 
     --json adds tables, rows, Redis, database size and the last drill's figures.
     """
+    from drillbook.backup import list_backups, load_settings, open_repository
+    from drillbook.backup.manifest import parse_time
+    from drillbook.backup.repository import dump_json
+    from drillbook.core.timefmt import age
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         repo = open_repository(load_settings(inv))
@@ -132,6 +125,8 @@ def restore_test(
     backup_verify_queries, measures the RPO from the newest sentinel row and
     the total time against backup_rto_s; then drops the scratch database.
     """
+    from drillbook.backup import RestoreTest, load_settings
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = RestoreTest(
@@ -162,6 +157,10 @@ def restore(
     tables verified against the manifest. The source database's name is
     refused; switching the service over is a deliberate, separate step.
     """
+    from drillbook.backup import load_settings, restore_into
+    from drillbook.core import pgdata
+    from drillbook.core.lock import inventory_lock
+
     with cli_errors(opts.debug):
         if not into or not DB_NAME.match(into):
             raise ConfigError(f"--into needs a database name (letters, digits, _), got {into!r}")
@@ -210,6 +209,10 @@ def prune(
     Guarded even with --dry-run: the guard runs before the options are read, and a
     dry run against production is one --allow-production away.
     """
+    from drillbook.backup import load_settings, open_repository
+    from drillbook.backup.prune import prune as prune_backups
+    from drillbook.core.lock import inventory_lock
+
     with cli_errors(opts.debug):
         last = int_option("keep-last", keep_last, minimum=1, maximum=100_000)
         daily = int_option("keep-daily", keep_daily, minimum=0, maximum=100_000)

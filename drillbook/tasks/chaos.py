@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from invoke.context import Context
 
-from drillbook.chaos import DRILLS, Recover, build_plan, format_plan
-from drillbook.chaos.plan import Fault, load_settings
 from drillbook.core.console import out
 from drillbook.tasks._cli import (
     CommonOptions,
@@ -16,6 +16,9 @@ from drillbook.tasks._cli import (
     open_inventory,
     run_drill,
 )
+
+if TYPE_CHECKING:
+    from drillbook.chaos.plan import Fault
 
 FAULT_HELP = {
     "duration": "Seconds to hold the fault before restoring (default: chaos_duration_s from the inventory).",
@@ -33,6 +36,9 @@ def _fault(
     instance: str | None,
     opts: CommonOptions,
 ) -> None:
+    from drillbook.chaos import DRILLS, build_plan, format_plan
+    from drillbook.chaos.plan import load_settings
+
     with cli_errors(opts.debug):
         duration_s = float_option("duration", duration, minimum=0.1, maximum=86_400)
         traffic_rps = float_option("traffic", traffic, minimum=0, maximum=100_000)
@@ -144,6 +150,8 @@ def recover(c: Context, *, opts: CommonOptions) -> None:
     Runbook: runbooks/db-outage.md (and runbooks/redis-outage.md). Starts PostgreSQL,
     Redis and every app instance unless running, then waits until all is healthy.
     """
+    from drillbook.chaos import Recover
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(Recover.for_inventory(inv), inv, opts)

@@ -7,14 +7,8 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from drillbook.checklist import evaluate, load_checklist
-from drillbook.checklist.model import validate_references
-from drillbook.checklist.render import html_page, markdown, table
-from drillbook.checklist.signoff import record
-from drillbook.checklist.status import summary_line
 from drillbook.core.console import out, plain
 from drillbook.core.errors import ConfigError
-from drillbook.core.journal import write_atomic
 from drillbook.core.paths import default_report_root
 from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task
 from drillbook.tasks._registry import known_audits, known_drills
@@ -46,6 +40,12 @@ def checklist(
 
     Runbook: runbooks/release-readiness.md
     """
+    from drillbook.checklist import evaluate, load_checklist
+    from drillbook.checklist.model import validate_references
+    from drillbook.checklist.render import html_page, markdown, table
+    from drillbook.checklist.status import summary_line
+    from drillbook.core.journal import write_atomic
+
     with cli_errors(opts.debug):
         items = load_checklist(Path(file) if file else None)
         validate_references(items, known_drills(), known_audits())
@@ -88,6 +88,9 @@ def sign(
 
     Writes under the report root, nothing on a fleet (so no production guard).
     """
+    from drillbook.checklist import load_checklist
+    from drillbook.checklist.signoff import record
+
     with cli_errors(opts.debug):
         checklist_ = load_checklist(Path(file) if file else None)
         target = checklist_.item(item)

@@ -7,7 +7,6 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from drillbook.app.demo import print_results, print_scorecard, run_demo
 from drillbook.core.paths import default_report_root
 from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory
 
@@ -19,6 +18,8 @@ from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inv
 )
 def demo(c: Context, *, opts: CommonOptions) -> None:
     """Bring up the lab, run every drill once and print the scorecard with report paths."""
+    from drillbook.app.demo import print_results, print_scorecard, run_demo
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         root = Path(opts.report_dir) if opts.report_dir else default_report_root()

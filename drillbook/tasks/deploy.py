@@ -6,14 +6,12 @@ Runbook: runbooks/canary-rollback.md
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from rich.table import Table
 
-from drillbook.canary import drill as canary_drill
-from drillbook.canary.state import Fleet
-from drillbook.canary.status import fleet_status
 from drillbook.core.console import err, out, plain
 from drillbook.tasks._cli import (
     CommonOptions,
@@ -24,6 +22,9 @@ from drillbook.tasks._cli import (
     open_inventory,
     run_drill,
 )
+
+if TYPE_CHECKING:
+    from drillbook.canary.state import Fleet
 
 
 @drill_task(
@@ -53,6 +54,8 @@ def canary(
     baseline's over the same window. A breach rolls back at once (verdict fail, exit 1);
     a pass promotes to every host in rolling batches (or pauses with --pause-before-promote).
     """
+    from drillbook.canary import drill as canary_drill
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = canary_drill.CanaryDrill(
@@ -72,6 +75,8 @@ def promote(c: Context, *, opts: CommonOptions) -> None:
 
     Only after inv deploy.canary --pause-before-promote passed its analysis; refuses otherwise.
     """
+    from drillbook.canary import drill as canary_drill
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(canary_drill.PromoteDrill(canary_drill.load_settings(inv)), inv, opts)
@@ -84,6 +89,8 @@ def rollback(c: Context, to: str | None = None, *, opts: CommonOptions) -> None:
     No analysis: canary weight 0 first, then the previous release on every instance that
     runs something else, readiness verified, weights restored. Budget: canary_rollback_budget_s.
     """
+    from drillbook.canary import drill as canary_drill
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         run_drill(canary_drill.RollbackDrill(canary_drill.load_settings(inv), to_version=to), inv, opts)
@@ -103,6 +110,8 @@ def status(c: Context, json_: bool = False, links: bool = False, *, opts: Common
     Exit 1 when the fleet is not steady (mixed releases, unready instance, weights not as
     configured, an unfinished rollout). Runbook: runbooks/canary-rollback.md.
     """
+    from drillbook.canary.status import fleet_status
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         fleet = fleet_status(inv, links=links)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from rich.table import Table
 
-from drillbook import labenv as lab_
 from drillbook.core.console import Progress, err, out, plain
 from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task, float_option, int_option, open_inventory
+
+if TYPE_CHECKING:
+    from drillbook.labenv import LabStatus
 
 COMMON = ("inventory", "debug")
 
@@ -23,6 +26,8 @@ def up(c: Context, *, opts: CommonOptions) -> None:
 
 
 def _up(path: str | None, debug: bool) -> None:
+    from drillbook import labenv as lab_
+
     with cli_errors(debug):
         inv = open_inventory(path)
         t0 = time.monotonic()
@@ -44,6 +49,8 @@ def _up(path: str | None, debug: bool) -> None:
 )
 def status(c: Context, json_: bool = False, *, opts: CommonOptions) -> None:
     """Show the health of every lab piece; exit 1 when any is unhealthy."""
+    from drillbook import labenv as lab_
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         st = lab_.status(inv)
@@ -58,6 +65,8 @@ def status(c: Context, json_: bool = False, *, opts: CommonOptions) -> None:
 @cli_task(common=COMMON, help={"purge": "Also delete the lab's state (databases, backups, releases)."})
 def down(c: Context, purge: bool = False, *, opts: CommonOptions) -> None:
     """Stop every lab service; --purge also deletes the lab state directory."""
+    from drillbook import labenv as lab_
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         lab_.down(inv, purge=purge, progress=Progress("lab.down"))
@@ -85,6 +94,8 @@ def release(
     opts: CommonOptions,
 ) -> None:
     """Build a release artifact of the reference service, optionally with fault knobs."""
+    from drillbook import labenv as lab_
+
     with cli_errors(opts.debug):
         rate = float_option("error-rate", error_rate, minimum=0, maximum=1) or 0.0
         latency = int_option("latency-ms", latency_ms, minimum=0, maximum=600_000) or 0
@@ -95,7 +106,7 @@ def release(
         out.print(f"release {plain(version)} -> {plain(path)}")
 
 
-def _print_status(st: lab_.LabStatus) -> None:
+def _print_status(st: LabStatus) -> None:
     table = Table(title=f"lab: {plain(st.inventory)}", show_lines=False)
     for col in ("piece", "ok", "endpoint", "detail", "ms"):
         table.add_column(col)

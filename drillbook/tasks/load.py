@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from rich.markdown import Markdown
 
 from drillbook.core.console import out
 from drillbook.core.errors import ConfigError
-from drillbook.core.journal import Journal
 from drillbook.core.paths import default_report_root
 from drillbook.tasks._cli import (
     CommonOptions,
@@ -104,6 +102,9 @@ def run(
 )
 def report(c: Context, id_: str | None = None, *, opts: CommonOptions) -> None:
     """Print a finished load run's figures again: checks, witnesses, endpoints, generator, files."""
+    from rich.markdown import Markdown
+
+    from drillbook.core.journal import Journal
     from drillbook.load.report import find_run, reprint
 
     with cli_errors(opts.debug):

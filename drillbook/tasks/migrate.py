@@ -8,7 +8,6 @@ from invoke.context import Context
 
 from drillbook.core.console import out
 from drillbook.core.errors import ConfigError
-from drillbook.migrate import Rehearse, Rollback, Up, load_settings, migration_status
 from drillbook.tasks._cli import CommonOptions, cli_errors, cli_task, drill_task, open_inventory, run_drill
 
 _INI = "The release's alembic.ini (default: migrate_alembic_ini), e.g. of a release not deployed yet."
@@ -36,6 +35,8 @@ def status(
 
     Runbook: runbooks/migration-rollback.md.
     """
+    from drillbook.migrate import migration_status
+
     with cli_errors(opts.debug):
         st = migration_status(open_inventory(opts.inventory), ini=ini, database=database)
         if json_:
@@ -71,6 +72,8 @@ def rehearse(
     downgrade); reports each step's duration and the longest write-blocking lock.
     The scratch database is dropped afterwards. Runbook: runbooks/migration-rollback.md.
     """
+    from drillbook.migrate import Rehearse, load_settings
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         if source not in (None, "auto", "backup", "dump"):
@@ -113,6 +116,8 @@ def up(
     migrate_sql_assertions. A failed undo restores the pre-migration backup.
     Runbook: runbooks/migration-rollback.md.
     """
+    from drillbook.migrate import Up, load_settings
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = Up(
@@ -140,6 +145,8 @@ def rollback(
 
     Refuses revisions without a downgrade. Runbook: runbooks/migration-rollback.md.
     """
+    from drillbook.migrate import Rollback, load_settings
+
     with cli_errors(opts.debug):
         inv = open_inventory(opts.inventory)
         drill = Rollback(

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from rich.markdown import Markdown
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
@@ -57,6 +55,9 @@ def list_(c: Context, dir_: str | None = None, *, opts: CommonOptions) -> None:
 )
 def show(c: Context, name: str, dir_: str | None = None, *, opts: CommonOptions) -> None:
     """Render a runbook in the terminal."""
+    from rich.markdown import Markdown
+    from rich.panel import Panel
+
     from drillbook.runbooks.model import load
 
     with cli_errors(opts.debug):

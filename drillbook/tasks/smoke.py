@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke.context import Context
 
-from drillbook.smoke import Smoke
 from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inventory, run_drill
 
 
@@ -14,5 +13,7 @@ def smoke(c: Context, *, opts: CommonOptions) -> None:
 
     Runbook: runbooks/release-readiness.md
     """
+    from drillbook.smoke import Smoke
+
     with cli_errors(opts.debug):
         run_drill(Smoke(), open_inventory(opts.inventory), opts)
