@@ -31,13 +31,12 @@ from drillbook.migrate.target import Migrations
 
 def take_pre_migration_backup(run: DrillRun, migrations: Migrations) -> str:
     """Back up the source database now; returns the backup id (journaled as ``backup_id``)."""
-    from drillbook.backup import load_settings, take_backup
+    from drillbook.backup import take_backup
 
     t0 = time.monotonic()
     with run.phase("backup"):
         # The database is what a migration changes: the Redis snapshot would only add time.
-        settings = load_settings(migrations.inv, redis=False)
-        backup = take_backup(migrations.inv, settings=settings, progress=run.note, phase=run.phase)
+        backup = take_backup(migrations.inv, redis=False, progress=run.note, phase=run.phase)
     run.measure("backup_id", backup.id, witness=f"manifest.json of {backup.location}")
     run.measure("backup_s", round(time.monotonic() - t0, 3), witness="wall clock around take_backup")
     return backup.id
