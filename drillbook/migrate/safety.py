@@ -42,6 +42,29 @@ def take_pre_migration_backup(run: DrillRun, migrations: Migrations) -> str:
     return backup.id
 
 
+def restore_after_failed_undo(
+    run: DrillRun, migrations: Migrations, backup_id: str | None, *, allow_in_production: bool, runbook: str
+) -> bool:
+    """The last resort of up/rollback: the pre-migration backup as the source; True when it was restored.
+
+    Without a backup, or in production without ``--allow-restore-source``, the drill
+    ends ``error`` naming the runbook: a person decides.
+    """
+    if backup_id is None:
+        run.journal.error = "the undo failed and there is no pre-migration backup to restore"
+        run.note(f"[bold red]{run.journal.error}: follow {runbook}[/bold red]")
+        return False
+    if run.inventory.is_production and not allow_in_production:
+        run.journal.error = (
+            f"the undo failed; NOT restoring backup {backup_id} into production database "
+            f"{migrations.source.name} without --allow-restore-source: follow {runbook}"
+        )
+        run.note(f"[bold red]{run.journal.error}[/bold red]")
+        return False
+    restore_source(run, migrations, backup_id)
+    return True
+
+
 def restore_source(run: DrillRun, migrations: Migrations, backup_id: str) -> str:
     """Replace the source database with backup ``backup_id``; returns the name the old one is kept under."""
     from drillbook.backup import restore_into

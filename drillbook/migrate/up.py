@@ -20,7 +20,9 @@ The sequence (both drills, mirrored):
    migrated another database, and an undo would land there too);
 4. after a rollback, compare the data with the fingerprint of step 2.
 
-A Ctrl-C during step 3 lets the step finish (or roll back) first; the journal
+Steps 2 to 4 are ``act`` (the outcomes decide whether to undo, never the verdict);
+``observe`` returns :class:`~drillbook.migrate.measured.ChangeMeasured` and core
+judges its declared checks. A Ctrl-C during step 3 lets the step finish (or roll back) first; the journal
 says which, then the drill stops as interrupted.
 """
 
@@ -252,7 +254,13 @@ class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
             method = self.undo_verb if undo.ok else ""
             if not undo.ok:
                 run.note(f"[bold red]the {self.undo_verb} failed too: {undo.result.why()}[/bold red]")
-                restored = self._restore(run, m, done.backup_id)
+                restored = safety.restore_after_failed_undo(
+                    run,
+                    m,
+                    done.backup_id,
+                    allow_in_production=self.allow_restore_source,
+                    runbook=str(self.runbook),
+                )
                 method = "restore" if restored else "none"
         done.rollback_method = method
         run.measure("rollback_method", method)
@@ -275,21 +283,6 @@ class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
         """Stop at once (WrongDatabase) if the step reported success but the database did not move."""
         if plan.guard is not None and before is not None:
             plan.guard.after_step(step, before)
-
-    def _restore(self, run: DrillRun, m: Migrations, backup_id: str | None) -> bool:
-        if backup_id is None:
-            run.journal.error = "the undo failed and there is no pre-migration backup to restore"
-            run.note(f"[bold red]{run.journal.error}: follow {self.runbook}[/bold red]")
-            return False
-        if run.inventory.is_production and not self.allow_restore_source:
-            run.journal.error = (
-                f"the undo failed; NOT restoring backup {backup_id} into production database "
-                f"{m.source.name} without --allow-restore-source: follow {self.runbook}"
-            )
-            run.note(f"[bold red]{run.journal.error}[/bold red]")
-            return False
-        safety.restore_source(run, m, backup_id)
-        return True
 
     def _compare_data(
         self, run: DrillRun, m: Migrations, done: Change, before: dict[str, data.TableData]
