@@ -201,11 +201,19 @@ def test_flip_counts_from_the_origin_to_the_answer() -> None:
     assert late[0].seconds is None
 
 
-def test_degraded_flag_parsed_from_readiness_body() -> None:
-    assert an.ready_degraded(_s(0, 200, '{"status":"ok","degraded":true}'))
-    assert an.ready_not_degraded(_s(0, 200, '{"status":"ok","degraded":false}'))
-    assert not an.ready_degraded(_s(0, 503, '{"status":"unavailable"}'))
-    assert an.degraded_flag(_s(0, 200, "not json")) is None
+def test_not_ready_is_any_non_ready_answer_and_degraded_comes_from_the_profile() -> None:
+    from drillbook.core.profile import Health
+    from drillbook.core.readiness import Readiness
+
+    r = Readiness(Health(ready="/ready", degraded={"json_pointer": "/degraded", "equals": True}))
+    for not_ready in (_s(0, 503), _s(0, 500), _s(0, 404), _s(0, None)):
+        assert r.not_ready(not_ready), not_ready
+    assert r.degraded_serving(_s(0, 200, '{"status":"ok","degraded":true}'))
+    assert r.fully_ready(_s(0, 200, '{"status":"ok","degraded":false}'))
+    assert not r.degraded_serving(_s(0, 503, '{"status":"unavailable"}'))
+    assert r.fully_ready(_s(0, 204, "not json"))  # no flag to read: ready, not degraded
+    plain = Readiness(Health(ready="/ready"))
+    assert not plain.has_degraded and plain.degraded(_s(0, 200, '{"degraded":true}')) is None
 
 
 def _o(t: float, ok: bool, latency_ms: float = 10.0, endpoint: str = "GET /items/{id}") -> Outcome:
@@ -231,7 +239,7 @@ def test_statuses_between_and_transitions() -> None:
     samples = [_s(0.0, 200), _s(0.1, 503), _s(0.2, None), _s(0.3, 200)]
     assert an.statuses_between(samples, 0.05, 0.25) == {"503": 1, "none": 1}
     states = [t["state"] for t in an.probe_transitions(samples, 1000)]
-    assert states == ["200", "503", "None", "200"]
+    assert states == ["200", "503", "none", "200"]
 
 
 # -- settings, plans, guards --------------------------------------------------------------
@@ -268,7 +276,7 @@ def test_plans_name_targets_processes_and_probes(lab_inv) -> None:  # type: igno
         "lab-db",
         "postmaster.pid",
         "/health/ready",
-        "503 within 5.0 s",
+        "not ready (any non-ready status, a timeout or a refused connection) within 5.0 s",
         "30 requests/s",
         "hold: 2 s",
     ):

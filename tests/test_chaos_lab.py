@@ -116,7 +116,7 @@ def test_kill_redis_degrades_gracefully(
     journal = _run(drill, lab_inventory, report_root)
     assert journal.verdict == "pass", _explain(journal)
     m = journal.measurements
-    assert m["readiness_stayed_200"] is True
+    assert m["readiness_stayed_ready"] is True
     assert m["error_pct_during_outage"] == 0 and m["requests_during_outage"] > 0
     assert m["cache_back"] is True and m["recovery_s"] is not None
     assert m["degraded_flip_s"] is not None

@@ -39,7 +39,7 @@ from drillbook.chaos.witness import Observation, Witness
 from drillbook.core import health
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.inventory import Inventory
-from drillbook.core.probes import Sample, check_url
+from drillbook.core.probes import Sample
 from drillbook.core.traffic import Traffic
 
 M = TypeVar("M", bound=ChaosMeasurements)
@@ -201,7 +201,7 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return measured
 
     def restore(self, run: DrillRun) -> None:
-        pieces = health.service(run.inventory.topology)
+        pieces = health.service(run.inventory.topology, self.plan.readiness)
         bad = [f"{p.piece}: {p.detail}" for p in pieces if not p.ok]
         run.measure("healthy_after", not bad)
         if bad:
@@ -226,7 +226,7 @@ class ChaosDrill(Drill[Steady, Injected, M]):
 
     # -- steady state and recovery ----------------------------------------------------
     def _steady_state(self, run: DrillRun) -> None:
-        pieces = health.service(run.inventory.topology)
+        pieces = health.service(run.inventory.topology, self.plan.readiness)
         bad = [f"{p.piece}: {p.detail}" for p in pieces if not p.ok]
         run.require(
             "steady_state",
@@ -236,10 +236,11 @@ class ChaosDrill(Drill[Steady, Injected, M]):
             "; ".join(bad) + " - no fault injected" if bad else "",
         )
         degraded = []
-        for name, url in self.plan.readiness_urls:
-            sample = check_url(url, self.s.probe_timeout_s)
+        for inst in self.plan.instances:
+            sample = self.plan.readiness.check(inst.url, self.s.probe_timeout_s)
             if not self.steady_sample(sample):
-                degraded.append(f"{name}: {sample.status or sample.error} {(sample.body or '')[:80]}")
+                state = self.plan.readiness.state(sample)
+                degraded.append(f"{inst.name}: {state} {(sample.body or '')[:80]}")
         run.require(
             "steady_state_readiness",
             not degraded,
@@ -280,8 +281,8 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return plan.settings
 
     def steady_sample(self, sample: Sample) -> bool:
-        """A readiness answer that counts as steady state before the fault."""
-        return an.ready(sample)
+        """A readiness answer that counts as steady state before the fault (the profile's "ready")."""
+        return self.plan.readiness.ready(sample)
 
     def observe_for(self) -> float:
         """Seconds after the kill the hold must last at least, unless ``observed_enough``."""
@@ -291,8 +292,8 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return True
 
     def recovered_sample(self, sample: Sample) -> bool:
-        """What a probe answer looks like when this instance has recovered."""
-        return an.ready(sample)
+        """What a probe answer looks like when this instance has recovered (the profile's "ready")."""
+        return self.plan.readiness.ready(sample)
 
     def recovered_at(self, obs: Observers, back: float, restore_cmd: float) -> float | None:
         """When every instance answered "recovered" after the service came back (None: not yet)."""
