@@ -320,7 +320,8 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
         )
 
     def _boot(self, run: DrillRun, plan: RestorePlan, r: RestoreResult) -> tuple[float | None, list[Outcome]]:
-        """One instance of the service on the restored database, timed to its first "ready" (the profile's)."""
+        """One instance of the service on the restored database, timed to its first "ready" (the profile's
+        readiness: path and ready statuses, or a TCP connect)."""
         inv, timeout = run.inventory, plan.settings.boot_app_timeout_s
         same = pgdata.same_server(r.admin_dsn, inv.topology.postgres_dsn)
         dsn = boot.app_dsn_for(inv, r.database) if same else r.dsn
