@@ -291,6 +291,31 @@ def _copy_inventory(tmp_path: Path, extra: str) -> Path:
     return dest
 
 
+def test_kill_redis_without_a_degraded_signal_judges_errors_and_latency_alone(tmp_path: Path) -> None:
+    no_signal = "service_health: {live: /health/live, ready: /health/ready}\nchaos_cache_key_template: null\n"
+    inv = load_inventory(_copy_inventory(tmp_path / "plain", no_signal))
+    drill = KillRedis.for_inventory(inv)
+    judged = {c.measurement for c in drill.checks}
+    assert {"error_pct_during_outage", "outage_p95_ms", "recovery_s", "data_intact"} <= judged
+    assert not judged & {"readiness_stayed_ready", "degraded_flip_s", "cache_back"}
+    assert "not judged" in format_plan(drill.plan, duration_s=1, traffic_rps=1)
+    lab = KillRedis.for_inventory(load_inventory(LAB_INVENTORY))
+    assert {"readiness_stayed_ready", "degraded_flip_s", "cache_back"} <= {c.measurement for c in lab.checks}
+
+
+def test_kill_redis_is_refused_without_redis(tmp_path: Path) -> None:
+    inv = load_inventory(_copy_inventory(tmp_path / "noredis", "service_uses_redis: false\n"))
+    with pytest.raises(ConfigError, match="service_uses_redis is false"):
+        build_plan(inv, "kill-redis", load_settings(inv))
+
+
+def test_kill_db_plan_probes_the_profile_s_readiness(tmp_path: Path) -> None:
+    inv = load_inventory(_copy_inventory(tmp_path / "tcp", "service_health: {}\n"))
+    plan = build_plan(inv, "kill-db", load_settings(inv))
+    assert all(url.startswith("tcp://127.0.0.1:") for _n, url in plan.readiness_urls)
+    assert "connect tcp://" in format_plan(plan, duration_s=1, traffic_rps=1)
+
+
 def test_production_inventory_refuses_chaos(tmp_path: Path) -> None:
     inv = load_inventory(_copy_inventory(tmp_path, "drillbook_environment: production\n"))
     with pytest.raises(ConfigError, match="--allow-production"):
