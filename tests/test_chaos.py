@@ -316,6 +316,20 @@ def test_kill_db_plan_probes_the_profile_s_readiness(tmp_path: Path) -> None:
     assert "connect tcp://" in format_plan(plan, duration_s=1, traffic_rps=1)
 
 
+def test_kill_db_without_a_readiness_path_cannot_measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP connect stays up when the database dies: error naming the variable, no fault."""
+    monkeypatch.setenv("DRILLBOOK_STATE_DIR", str(tmp_path / "state"))
+    inv = load_inventory(_copy_inventory(tmp_path / "tcp", "service_health: {}\n"))
+    ran: list[str] = []
+    monkeypatch.setattr("drillbook.chaos.fault.run_playbook", lambda *a, **k: ran.append("playbook"))
+    drill = KillDb(build_plan(inv, "kill-db", load_settings(inv)), duration_s=1)
+    journal = execute(drill, DrillContext(inventory=inv, report_root=tmp_path / "reports", quiet=True))
+    assert journal.verdict == "error" and journal.exit_code == 2 and ran == []
+    assert "service_health.ready" in (journal.error or ""), journal.error
+
+
 def test_production_inventory_refuses_chaos(tmp_path: Path) -> None:
     inv = load_inventory(_copy_inventory(tmp_path, "drillbook_environment: production\n"))
     with pytest.raises(ConfigError, match="--allow-production"):

@@ -63,6 +63,11 @@ class KillDb(ChaosDrill[KillDbMeasurements]):
         "kill_at_playbook",
     )
 
+    def profile_needs(self) -> list[str]:
+        if self.plan.readiness.tcp:
+            return ["service_health.ready (a TCP connect cannot see the database go away)"]
+        return []
+
     def observe_for(self) -> float:
         return self.s.readiness_flip_limit_s + 0.2
 

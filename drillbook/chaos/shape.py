@@ -38,6 +38,7 @@ from drillbook.chaos.plan import ChaosPlan, Fault, build_plan, guard_production,
 from drillbook.chaos.witness import Observation, Witness
 from drillbook.core import health
 from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import Sample
 from drillbook.core.traffic import Traffic
@@ -115,6 +116,9 @@ class ChaosDrill(Drill[Steady, Injected, M]):
     def preflight(self, run: DrillRun) -> Steady:
         origin = time.time()
         guard_production(run.inventory, self.allow_production)
+        lacking = self.profile_needs()
+        if lacking:
+            raise ConfigError(f"{self.name} cannot measure without {'; '.join(lacking)}")
         t = self.plan.target
         run.measure("target", {"service": t.service, "hosts": list(t.hosts), "process": t.process})
         run.note(f"target: {t.service} on {', '.join(t.hosts)} ({t.process})")
@@ -276,6 +280,10 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return back, None
 
     # -- hooks ------------------------------------------------------------------------
+    def profile_needs(self) -> list[str]:
+        """What the fault needs from the service profile and lacks: the variable, and why."""
+        return []
+
     def judged_settings(self, plan: ChaosPlan) -> Any:
         """The settings the checks read their limits from (a fault may switch off what it cannot see)."""
         return plan.settings

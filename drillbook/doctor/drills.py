@@ -127,7 +127,10 @@ def canary(f: Facts) -> list[Finding]:
 
 
 def kill_db(f: Facts) -> list[Finding]:
-    return _database(f) + _hosts(f, "db", "chaos_db_target") + _readiness(f) + _lb(f) + _marker(f)
+    out = _database(f) + _hosts(f, "db", "chaos_db_target") + _readiness(f) + _lb(f) + _marker(f)
+    if f.profile.health.ready is None:
+        out.append(Finding("service_health.ready absent: a TCP connect cannot see the database go away"))
+    return out
 
 
 def kill_redis(f: Facts) -> list[Finding]:
