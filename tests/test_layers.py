@@ -38,6 +38,7 @@ CAPABILITIES = frozenset(
         "canary",
         "chaos",
         "checklist",
+        "doctor",
         "labenv",
         "load",
         "migrate",

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: ``${name}`` in a step's path, headers, body or expectations.
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Placeholders every step may use without capturing them first.
+BUILTINS = frozenset({"run_id", "uuid"})
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 JsonPointer = Annotated[str, Field(pattern=r"^(/([^~/]|~[01])*)*$")]
@@ -62,7 +64,7 @@ class _Strict(BaseModel):
 
 def _absolute(path: str) -> str:
     if not path.startswith("/"):
-        raise ValueError(f"a path starts with '/' (got {path!r})")
+        raise ValueError("a path starts with '/'")
     return path
 
 
@@ -298,6 +300,21 @@ class ServiceProfile(_Strict):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    @model_validator(mode="after")
+    def _placeholders_defined(self) -> ServiceProfile:
+        """A ``${name}`` no earlier step captures is a typo, refused at preflight rather than mid-drill."""
+        problems = _undefined("smoke", self.smoke, BUILTINS)
+        if self.marker is not None:
+            known = BUILTINS | set(self.marker.write.capture)
+            problems += _undefined("marker.write", [self.marker.write], BUILTINS)
+            problems += _undefined("marker.verify", self.marker.verify, known)
+            problems += _undefined("marker.cleanup", self.marker.cleanup, known)
+        for i, step in enumerate(self.traffic.requests):
+            problems += _undefined(f"traffic.requests[{i}]", [step], BUILTINS | set(step.capture), start=i)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def missing(self, *needs: str) -> list[str]:
         """What of ``needs`` this profile lacks, as inventory variables (``service_marker``).
 
@@ -313,12 +330,78 @@ class ServiceProfile(_Strict):
         return lacking
 
 
-def load_profile(inv: Inventory) -> ServiceProfile:
-    """The inventory's service profile, validated; a mistake is one :class:`ConfigError` line
-    naming the variable (``inventory lab: variable service_health.ready=...: ...``)."""
-    from drillbook.core.settings import load_settings
+def _undefined(
+    where: str, steps: list[Step] | list[WeightedStep], known: set[str] | frozenset[str], start: int = 0
+) -> list[str]:
+    """``${name}`` uses in ``steps`` that neither a builtin nor an earlier capture defines."""
+    problems = []
+    defined = set(known)
+    for i, step in enumerate(steps, start=start):
+        used = placeholders(step.model_dump_json(include=_USES, by_alias=True))
+        label = where if where.endswith("]") or where.startswith("marker.write") else f"{where}[{i}]"
+        for name in sorted(used - defined):
+            problems.append(
+                f"service_{label} ({step.name!r}) uses ${{{name}}}, which no earlier step captures"
+            )
+        defined |= set(step.capture)
+    return problems
 
-    return load_settings(inv, ServiceProfile, "service_")
+
+#: The parts of a step that may use placeholders.
+_USES = {"path", "headers", "query", "json_body", "form", "content", "expect_json"}
+
+
+def load_profile(inv: Inventory) -> ServiceProfile:
+    """The inventory's service profile, validated.
+
+    Every mistake is reported, one line each, naming the inventory variable and the
+    value given (``inventory lab: service_health.ready='healthz': a path starts with
+    '/'``), in one :class:`ConfigError` (exit 2, never a traceback).
+    """
+    from pydantic import ValidationError
+
+    from drillbook.core.errors import ConfigError
+
+    values = {}
+    for field in ServiceProfile.model_fields:
+        value = inv.var("service_" + field)
+        if value is not None:
+            values[field] = value
+    try:
+        return ServiceProfile.model_validate(values)
+    except ValidationError as exc:
+        lines = _error_lines(exc)
+        raise ConfigError("\n".join(f"inventory {inv.name}: {line}" for line in lines)) from None
+
+
+def _is_tag(part: str | int) -> bool:
+    """A pydantic union branch in an error location (``constrained-int``, ``literal[...]``), not a field."""
+    return isinstance(part, str) and not re.fullmatch(r"[A-Za-z_]\w*", part)
+
+
+def _error_lines(exc: Any) -> list[str]:
+    """One line per mistake: union branches of one value merged, the variable written as in YAML."""
+    merged: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not _is_tag(p))
+        merged.setdefault(loc, []).append(error)
+    lines = []
+    for loc, errors in merged.items():
+        name = "service_" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        first = errors[0]
+        if any("literal['1xx'" in str(p) for e in errors for p in e["loc"]):
+            msg = "a status (100-599) or a class of them ('2xx')"
+        elif first["type"] == "extra_forbidden":
+            msg = "no such setting (a typo?)"
+        else:
+            msg = str(first["msg"]).removeprefix("Value error, ")
+        if not loc:  # the profile's own checks: each part already names its variable
+            lines += [part for part in msg.split("; ") if part]
+            continue
+        given = first.get("input")
+        shown = "" if first["type"] == "extra_forbidden" or isinstance(given, dict | list) else f"={given!r}"
+        lines.append(f"{name}{shown}: {msg}")
+    return lines
 
 
 def placeholders(text: str) -> set[str]:

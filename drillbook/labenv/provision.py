@@ -105,7 +105,7 @@ def status(inv: Inventory) -> LabStatus:
     topo = inv.topology
     return LabStatus(
         inventory=inv.name,
-        pieces=health.service(topo),
+        pieces=health.of_inventory(inv),
         lb_url=topo.lb_url,
         postgres_dsn=topo.postgres_dsn,
         redis_url=topo.redis_url,
