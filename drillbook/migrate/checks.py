@@ -23,6 +23,7 @@ import httpx
 from drillbook.core import pgdata
 from drillbook.core.checks import Outcome
 from drillbook.core.inventory import AppInstance
+from drillbook.core.readiness import Readiness
 from drillbook.migrate.settings import SmokeRequest, SqlAssertion
 
 
@@ -31,26 +32,25 @@ def prefixed(prefix: str, outcomes: Iterable[Outcome]) -> list[Outcome]:
     return [o.model_copy(update={"name": f"{prefix}.{o.name}"}) for o in outcomes]
 
 
-def readiness(instances: Sequence[AppInstance], timeout_s: float) -> list[Outcome]:
-    """Every instance's ``/health/ready`` answers 2xx within ``timeout_s`` (polled, 0.2 s apart)."""
+def readiness(instances: Sequence[AppInstance], ready: Readiness, timeout_s: float) -> list[Outcome]:
+    """Every instance is ready (by the service profile) within ``timeout_s``, polled 0.2 s apart."""
     outcomes = []
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(transport=httpx.HTTPTransport(retries=0), timeout=2.0) as client:
-        for inst in instances:
-            status, error = _get(client, f"{inst.url}/health/ready")
-            while not (status and 200 <= status < 300) and time.monotonic() < deadline:
-                time.sleep(0.2)
-                status, error = _get(client, f"{inst.url}/health/ready")
-            ok = status is not None and 200 <= status < 300
-            outcomes.append(
-                Outcome(
-                    name=f"ready.{inst.name}",
-                    ok=ok,
-                    value=status or error,
-                    expected="2xx",
-                    detail="" if ok else f"{inst.url}/health/ready",
-                )
+    for inst in instances:
+        sample = ready.check(inst.url)
+        while not ready.ready(sample) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            sample = ready.check(inst.url)
+        ok = ready.ready(sample)
+        outcomes.append(
+            Outcome(
+                name=f"ready.{inst.name}",
+                ok=ok,
+                value=sample.status or sample.error,
+                expected="ready",
+                detail="" if ok else f"{ready.url(inst.url)}: {ready.describe()}",
             )
+        )
     return outcomes
 
 

@@ -36,6 +36,7 @@ from drillbook.core import interrupts
 from drillbook.core.checks import Outcome, at_most, each_ok
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError
+from drillbook.core.readiness import Readiness
 from drillbook.migrate import checks, data, proof, revisions, safety
 from drillbook.migrate.measured import DATA_WITNESS, ChangeMeasured
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
@@ -317,7 +318,7 @@ class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
         """Readiness of every instance, the smoke requests, the SQL assertions (judged by the caller)."""
         instances = run.inventory.topology.app_instances
         return [
-            *checks.readiness(instances, self.settings.ready_timeout_s),
+            *checks.readiness(instances, Readiness.of(run.inventory), self.settings.ready_timeout_s),
             *checks.smoke(instances, self.settings.smoke_requests),
             *checks.sql_assertions(m.source.dsn, self.settings.sql_assertions),
         ]
