@@ -173,3 +173,25 @@ def test_a_failed_login_skips_every_step(lab_inventory: Inventory) -> None:
         first, step = flow.run([Step(name="live", path="/health/live")])
     assert not first.ok and first.status == 422
     assert step.skipped and step.detail == "skipped: needs ${token} (from 'token')"
+
+
+def value_starts_with_v(resp: Any, values: dict[str, Any]) -> str | None:
+    """A hook (``test_flow_lab:value_starts_with_v``): what data cannot say, said in Python."""
+    value = resp.json().get("value", "")
+    return None if value.startswith("v-") else f"value {value!r} does not start with v-"
+
+
+def test_hook_judges_what_data_cannot_say(lab_inventory: Inventory) -> None:
+    steps = [
+        _create(),
+        Step(name="hooked", path="/items/${item_id}", hook="test_flow_lab:value_starts_with_v"),
+        Step(name="hook fails", path="/health/live", hook="test_flow_lab:value_starts_with_v"),
+        Step(name="hook missing", path="/health/live", hook="test_flow_lab:no_such_hook"),
+        _delete(),
+    ]
+    with _flow(lab_inventory) as flow:
+        create, hooked, fails, missing, delete = flow.run(steps)
+    assert create.ok and delete.ok
+    assert hooked.ok and "hook test_flow_lab:value_starts_with_v: ok" in hooked.detail
+    assert not fails.ok and "does not start with v-" in fails.detail
+    assert not missing.ok and "AttributeError" in missing.detail

@@ -277,7 +277,7 @@ def pagination_stable(t: Target) -> Finding:
     return Finding(
         "pagination_stable",
         dupes == 0 and not missing,
-        f"{during.pages} pages, {len(during.keys)} items, {meanwhile}, {dupes} repeated, "
+        f"{during.pages} pages, {len(during.keys)} entries, {meanwhile}, {dupes} repeated, "
         f"{len(missing)} of {len(set(before.keys))} pre-existing missing",
     )
 

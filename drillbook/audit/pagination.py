@@ -3,7 +3,7 @@
 The list, the cursor and the writes are the profile's (``service_audit.pagination``,
 ``service_marker``), so the check knows no service's shapes. It walks the list
 once at rest, then again while a writer inserts through the marker's write step:
-the second walk must repeat no item and skip none the first one saw. A body the
+the second walk must repeat no entry and skip none the first one saw. A body the
 check does not understand is a finding that says so, never an exception.
 """
 
@@ -34,14 +34,14 @@ class Walk:
     problem: str = ""
 
 
-def item_key(item: Any) -> str:
-    """An item's identity: its ``id`` when it has one, else the item itself as canonical JSON."""
-    if isinstance(item, dict) and "id" in item:
-        return str(item["id"])
-    return json.dumps(item, sort_keys=True, default=str)
+def entry_key(entry: Any) -> str:
+    """An entry's identity: its ``id`` when it has one, else the entry itself as canonical JSON."""
+    if isinstance(entry, dict) and "id" in entry:
+        return str(entry["id"])
+    return json.dumps(entry, sort_keys=True, default=str)
 
 
-def page_items(step: Step, resp: httpx.Response, body: Any) -> list[Any] | None:
+def page_entries(step: Step, resp: httpx.Response, body: Any) -> list[Any] | None:
     """The page's list: the ``page`` capture, a list body, or the body's only list (None: not found)."""
     if "page" in step.capture:
         try:
@@ -101,12 +101,12 @@ def walk(flow: Flow, step: Step, max_pages: int, until: set[str] | None = None) 
         except ValueError:
             result.problem = f"{label}: body is not JSON: {resp.text[:80]!r}"
             return result
-        items = page_items(step, resp, body)
-        if items is None:
+        entries = page_entries(step, resp, body)
+        if entries is None:
             shape = sorted(body) if isinstance(body, dict) else type(body).__name__
-            result.problem = f"{label}: no list of items in the body (keys {shape}); capture page: /<pointer>"
+            result.problem = f"{label}: no list of entries in the body (keys {shape}); declare capture page"
             return result
-        result.keys += [item_key(i) for i in items]
+        result.keys += [entry_key(e) for e in entries]
         cursor = next_of(step, resp, body)
         if cursor is None:
             result.reached_end = True

@@ -38,7 +38,7 @@ from drillbook.core.sampling import SampleError, Sampler, Take
 class Request:
     """One request to send: what, where, and how to judge the answer."""
 
-    endpoint: str  # a stable name for grouping: "GET /items/{id}"
+    endpoint: str  # a stable name for grouping: "GET /orders/${order_id}"
     method: str
     path: str
     json: Any = None
@@ -357,7 +357,11 @@ def sql_verify_all(
 
 
 def seed_items(base_url: str, count: int = 20, timeout_s: float = 5.0) -> dict[int, str]:
-    """Create ``count`` items through the API and return {id: value}, for reads that can be checked."""
+    """Create ``count`` items through the API and return {id: value}, for reads that can be checked.
+
+    The reference service's, kept for the canary until it draws its traffic from the
+    profile (:class:`StepMix`); nothing else uses it.
+    """
     items: dict[int, str] = {}
     with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
         for _ in range(count):
