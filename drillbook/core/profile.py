@@ -244,7 +244,10 @@ class Traffic(_Strict):
 
     A write step whose status passes is an *acknowledged* write; with ``verify_sql``
     (a query taking the captured values) every acknowledged write is looked up in
-    the database after the fault.
+    the database after the fault. A step using a captured value reads back one of
+    those acknowledged writes. ``locustfile`` is what ``load.run`` runs when the
+    inventory sets no ``load_locustfile``; the chaos drills' background traffic is
+    ``requests`` (a profile with write steps and no ``verify_sql`` is refused).
     """
 
     requests: list[WeightedStep] = Field(default_factory=list)
