@@ -66,6 +66,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 DYNAMIC_IMPORTS: dict[str, str] = {
     "drillbook.tasks": "builds the namespace from its own modules (pkgutil over its __path__)",
     "drillbook.load": "lazy attributes; the targets are string constants, checked as imports",
+    "drillbook.core.flow": "a profile's hook (module:function) is the user's module; drillbook's refused",
 }
 
 _MODULE_STRING = re.compile(rf"^{PACKAGE}(\.\w+)+$")

@@ -146,13 +146,13 @@ class KillRedis(ChaosDrill[KillRedisMeasurements]):
         """Read the marker through the load balancer until Redis itself holds its key (3 s at most)."""
         if not self.plan.redis_url:
             return False, "the inventory names no Redis URL"
-        key = template.format(id=marker.item_id)
+        key = template.format(id=marker.key)
         cached, text = False, ""
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            codes = workload.read_through_lb(self.plan.lb_url, marker.item_id)
+            codes = workload.read_back(marker)
             cached, text = workload.cache_holds(self.plan.redis_url, key)
-            text = f"{text} after reading the marker -> {codes}"
+            text = f"{text} after reading the marker back -> {codes}"
             if cached:
                 break
             time.sleep(0.2)

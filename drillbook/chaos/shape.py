@@ -128,17 +128,19 @@ class ChaosDrill(Drill[Steady, Injected, M]):
 
     def act(self, run: DrillRun, plan: Steady) -> Injected:
         s = self.s
+        work = workload.Workload.for_inventory(run.inventory)
+        run.on_restore("close the workload's connections", work.close)
         with run.phase("marker"):
-            marker = workload.write_marker(self.plan.lb_url)
+            marker = workload.write_marker(work)
+            run.on_restore("remove the marker", lambda: workload.cleanup_marker(marker))
             ok, detail = workload.marker_in_db(plan.dsn, marker)
             run.require("marker_written", ok, True, ok, detail)
-            run.measure("marker_item_id", marker.item_id, witness="row read back from PostgreSQL")
+            run.measure("marker_key", marker.key, witness="the marker's verify steps (service_marker)")
         ledger = workload.WriteLedger()
-        items = workload.seed(self.plan.lb_url)
         traffic = Traffic(
             self.plan.lb_url,
             self.traffic_rps,
-            workload.chaos_mix(items, ledger),
+            workload.traffic_source(work, ledger),
             timeout_s=s.traffic_timeout_s,
         )
         observers = Observers(self.plan, traffic)

@@ -246,7 +246,10 @@ class Traffic(_Strict):
 
     A write step whose status passes is an *acknowledged* write; with ``verify_sql``
     (a query taking the captured values) every acknowledged write is looked up in
-    the database after the fault.
+    the database after the fault. A step using a captured value reads back one of
+    those acknowledged writes. ``locustfile`` is what ``load.run`` runs when the
+    inventory sets no ``load_locustfile``; the chaos drills' background traffic is
+    ``requests`` (a profile with write steps and no ``verify_sql`` is refused).
     """
 
     requests: list[WeightedStep] = Field(default_factory=list)
@@ -270,14 +273,24 @@ class Metrics(_Strict):
 
 
 class Audit(_Strict):
-    """What audit.http probes; a check whose target is absent is "not applicable"."""
+    """What audit.http probes; a check whose target is absent is "not applicable".
+
+    ``pagination`` is the first page's request: its captures ``page`` (the page's
+    list) and ``next`` (a cursor, or a path/URL to follow) are where the audit
+    looks, and a query value using ``${next}`` is left out of the first request.
+    Without those captures the audit takes a body that is a list, or the body's
+    only list, and a ``Link: rel=next`` header. ``error_format`` is the shape every
+    error body has: ``problem+json`` (RFC 9457), ``fastapi`` (``{"detail": ...}``),
+    ``error-object`` (``{"error": {"code": str, "message": str}}``), or ``none``
+    (not checked).
+    """
 
     probe_path: str | None = None
     body_limit_path: str | None = None
     body_limit_bytes: int | None = Field(default=None, gt=0)
     pagination: Step | None = None
     rate_limit: list[Step] = Field(default_factory=list)
-    error_format: Literal["problem+json", "fastapi", "none"] = "none"
+    error_format: Literal["problem+json", "fastapi", "error-object", "none"] = "none"
 
 
 # --- The profile -------------------------------------------------------------------------------
