@@ -35,18 +35,14 @@ NAME = re.compile(r"items_api|sentinel|refservice|refsvc", re.IGNORECASE)
 
 #: Module -> who removes what it still names. Only shrinks.
 KNOWN: dict[str, str] = {
-    "drillbook/audit/http.py": "flow: audit targets from service_audit",
     "drillbook/backup/boot.py": "app2: --boot-app from the inventory's start command",
     "drillbook/backup/restore_drill.py": "heartbeat: the RPO witness text (newest sentinel)",
     "drillbook/backup/settings.py": "heartbeat: the sentinel RPO query default",
     "drillbook/canary/drill.py": "canary3: background traffic from the profile",
     "drillbook/canary/releases.py": "canary3/app2: release artefacts of any service",
-    "drillbook/chaos/workload.py": "flow: marker and traffic from service_marker / service_traffic",
-    "drillbook/core/items_api.py": "flow: removed (the cursor trick is the reference's)",
     "drillbook/core/traffic.py": "flow: background traffic from service_traffic",
     "drillbook/labenv/provision.py": "app2: the lab's reference service (a lab convenience)",
     "drillbook/labenv/release.py": "app2: the reference service's release builder (a lab convenience)",
-    "drillbook/smoke/drill.py": "flow: the smoke flow from service_smoke",
     "drillbook/tasks/lab.py": "app2: lab fault-injection options name the reference's paths",
 }
 
