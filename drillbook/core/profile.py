@@ -322,8 +322,10 @@ class ServiceProfile(_Strict):
             problems += _undefined("marker.write", [self.marker.write], BUILTINS)
             problems += _undefined("marker.verify", self.marker.verify, known)
             problems += _undefined("marker.cleanup", self.marker.cleanup, known)
+        # Traffic is drawn at random: a step may read back what any write step of it captures.
+        captured = BUILTINS.union(*(step.capture for step in self.traffic.requests))
         for i, step in enumerate(self.traffic.requests):
-            problems += _undefined(f"traffic.requests[{i}]", [step], BUILTINS | set(step.capture), start=i)
+            problems += _undefined(f"traffic.requests[{i}]", [step], captured, start=i)
         if problems:
             raise ValueError("; ".join(problems))
         return self
