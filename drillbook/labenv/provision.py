@@ -1,8 +1,12 @@
-"""The lab: bring the reference service up on this machine, report its health, take it down.
+"""The lab: bring a service up on this machine, report its health, take it down.
 
-``up`` builds the release artifact of the reference service (Python: it is a file
-on the control machine) and runs ``playbooks/lab.yml`` (Ansible: everything on the
-hosts). ``status`` asks every piece directly. ``down`` runs ``playbooks/lab-down.yml``.
+``up`` runs ``playbooks/lab.yml`` (Ansible: everything on the hosts) for any lab
+inventory: the reference service's (``inventory/lab``) or the ledger's
+(``inventory/lab-ledger``). When the inventory deploys the reference service's
+tarball, ``up`` builds it first (Python: it is a file on the control machine); a
+release of any other kind is the inventory's business. ``status`` asks every
+piece directly, each instance on the readiness path of the service profile.
+``down`` runs ``playbooks/lab-down.yml``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 from drillbook.core import health
 from drillbook.core.ansible import PlaybookResult, ProgressFn, run_playbook
 from drillbook.core.errors import ConfigError
-from drillbook.core.inventory import Inventory
+from drillbook.core.inventory import Inventory, Topology
+from drillbook.core.profile import Health, load_profile
 from drillbook.core.redact import redact, remember_inventory
 
 
@@ -70,6 +75,13 @@ def build_release(
     """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
     from drillbook.labenv.release import build_release as build
 
+    if not deploys_reference_tarball(inv):
+        raise ConfigError(
+            f"inventory {inv.name} does not deploy the reference service's tarball "
+            f"(app_release_kind {inv.var('app_release_kind', 'tarball')}): "
+            "its releases are built by the service's own tooling"
+        )
+
     if not 0.0 <= error_rate <= 1.0:
         raise ConfigError(f"--error-rate must be between 0 and 1, got {error_rate}")
     if latency_ms < 0:
@@ -86,9 +98,16 @@ def build_release(
         raise ConfigError(str(exc)) from exc
 
 
+def deploys_reference_tarball(inv: Inventory) -> bool:
+    """The inventory's release is the reference service's tarball, which the lab builds itself."""
+    if inv.var("app_release_kind", "tarball") != "tarball" or not inv.var("app_artifact_dir"):
+        return False
+    return str(inv.var("app_release_source", "")) == str(artifact_path(inv))
+
+
 def up(inv: Inventory, progress: ProgressFn | None = None) -> PlaybookResult:
     """Provision and start every piece; idempotent (a second run changes nothing)."""
-    if not artifact_path(inv).exists():
+    if deploys_reference_tarball(inv) and not artifact_path(inv).exists():
         build_release(inv, str(inv.require("app_version")))
     return run_playbook(inv, "lab.yml", progress=progress)
 
@@ -105,7 +124,7 @@ def status(inv: Inventory) -> LabStatus:
     topo = inv.topology
     return LabStatus(
         inventory=inv.name,
-        pieces=health.service(topo),
+        pieces=_pieces(topo, load_profile(inv).health),
         lb_url=topo.lb_url,
         postgres_dsn=topo.postgres_dsn,
         redis_url=topo.redis_url,
@@ -113,3 +132,20 @@ def status(inv: Inventory) -> LabStatus:
         haproxy_socket=topo.haproxy_socket,
         haproxy_stats_url=topo.haproxy_stats_url,
     )
+
+
+def _pieces(topo: Topology, probe: Health) -> list[health.Health]:
+    """Every piece of the lab, the instances asked on the profile's readiness path.
+
+    A profile without a readiness path (TCP readiness) is asked on its liveness
+    path, else on ``/`` (any answer proves the port).
+    """
+    path = probe.ready or probe.live or "/"
+    pieces = [health.postgres(topo.postgres_dsn)]
+    if topo.redis_url:
+        pieces.append(health.redis(topo.redis_url))
+    pieces += [health.http(inst.name, f"{inst.url}{path}", probe.timeout_s) for inst in topo.app_instances]
+    if topo.haproxy_socket:
+        pieces.append(health.haproxy(topo.haproxy_socket, topo.haproxy_backend))
+    pieces.append(health.http("lb", f"{topo.lb_url}{path}", probe.timeout_s))
+    return pieces
