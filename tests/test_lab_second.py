@@ -166,9 +166,10 @@ def test_directory_then_wheel_release_each_in_its_own_virtualenv(ledger: Invento
     home = Path(str(ledger.var("lab_dir"))) / "app" / "ledger-2"
     first = home / "releases" / "1.0.0"
     # the lab deployed the source directory: code in the release, a virtualenv beside it
-    assert (first / "ledger" / "app.py").is_file() and (first / ".venv" / ".drillbook-complete").is_file()
+    venvs = home / "venvs"
+    assert (first / "ledger" / "app.py").is_file() and (venvs / "1.0.0" / ".drillbook-complete").is_file()
     cmdline, user = _process(home / "ledger.pid")
-    assert cmdline[0] == f"{first}/.venv/bin/python" and user == "ledger"
+    assert cmdline[0] == f"{venvs}/1.0.0/bin/python" and user == "ledger"
 
     wheel_dir = tmp_path / "dist"
     built = subprocess.run(
@@ -205,10 +206,11 @@ def test_directory_then_wheel_release_each_in_its_own_virtualenv(ledger: Invento
     assert (home / "current").resolve() == second and (home / "previous").resolve() == first
     # the package lives in the new release's own virtualenv; the old release is untouched
     assert not (second / "ledger").exists()
-    assert list((second / ".venv").glob("lib/python3*/site-packages/ledger/app.py"))
-    assert (first / ".venv" / ".drillbook-complete").is_file()
+    assert list((venvs / "2.0.0-wheel").glob("lib/python3*/site-packages/ledger/app.py"))
+    assert not list((venvs / "1.0.0").glob("lib/python3*/site-packages/ledger"))
+    assert (venvs / "1.0.0" / ".drillbook-complete").is_file()
     cmdline, user = _process(home / "ledger.pid")
-    assert cmdline[0] == f"{second}/.venv/bin/python" and user == "ledger"
+    assert cmdline[0] == f"{venvs}/2.0.0-wheel/bin/python" and user == "ledger"
     url = ledger.topology.instance("ledger-2").url
     response = httpx.get(f"{url}/readyz", timeout=5)
     assert response.status_code == 200 and response.headers["X-Release"] == "2.0.0-wheel"

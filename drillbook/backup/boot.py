@@ -80,7 +80,7 @@ def app_layout(inv: Inventory) -> AppLayout:
     boot_env = inv.var("app_boot_env", {}, host=host) or {}
     return AppLayout(
         release_dir=release,
-        venv_dir=release / ".venv",
+        venv_dir=Path(str(home)) / "venvs" / release.name,
         command=[str(part) for part in command],
         workdir=str(inv.var("app_workdir", "${release}", host=host)),
         env={str(k): str(v) for k, v in {**env, **boot_env}.items()},

@@ -19,7 +19,6 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response,
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from starlette.routing import Match
 
 from ledger import auth, db
 from ledger.metrics import DURATION, REGISTRY, REQUESTS
@@ -72,10 +71,8 @@ async def release_and_metrics(
     """Every response names the release; every request is counted under its route template."""
     start = time.perf_counter()
     response = await call_next(request)
-    handler = next(
-        (r.path for r in app.routes if r.matches(request.scope)[0] == Match.FULL),  # type: ignore[attr-defined]
-        "other",
-    )
+    # The route template (/api/v1/entries/{entry_id}) the router matched, never the raw path.
+    handler = getattr(request.scope.get("route"), "path", "other")
     DURATION.labels(handler, request.method).observe(time.perf_counter() - start)
     REQUESTS.labels(handler, request.method, str(response.status_code)).inc()
     response.headers["X-Release"] = settings().release
