@@ -217,6 +217,24 @@ def test_directory_then_wheel_release_each_in_its_own_virtualenv(ledger: Invento
     assert httpx.get(f"{url}/livez", timeout=5).headers["X-Release"] == "2.0.0-wheel"
 
 
+def test_chaos_kill_and_restart_use_the_inventory_command(ledger: Inventory) -> None:
+    """chaos.kill-app's hands (playbooks/chaos.yml): SIGKILL, then the role's start (inventory command)."""
+    home = Path(str(ledger.var("lab_dir"))) / "app" / "ledger-1"
+    url = ledger.topology.instance("ledger-1").url
+    before = (home / "ledger.pid").read_text().strip()
+    common = {"chaos_target": "ledger-app-1", "chaos_role": "app"}
+    run_playbook(ledger, "chaos.yml", extravars={**common, "chaos_action": "kill"})
+    assert (
+        not Path(f"/proc/{before}").exists()
+        or "ledger.app" not in Path(f"/proc/{before}/cmdline").read_text()
+    )
+    assert not _listening(url)
+    run_playbook(ledger, "chaos.yml", extravars={**common, "chaos_action": "start"})
+    cmdline, user = _process(home / "ledger.pid")
+    assert cmdline[1:5] == ["-m", "uvicorn", "ledger.app:app", "--host"] and user == "ledger"
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
 def test_lab_down_stops_it(ledger: Inventory) -> None:
     proc = _inv("lab.down", "-i", str(LEDGER))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
