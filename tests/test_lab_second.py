@@ -217,6 +217,33 @@ def test_directory_then_wheel_release_each_in_its_own_virtualenv(ledger: Invento
     assert httpx.get(f"{url}/livez", timeout=5).headers["X-Release"] == "2.0.0-wheel"
 
 
+def test_git_ref_release_with_its_requirements_file(ledger: Inventory, tmp_path: Path) -> None:
+    """A tag of a git repository, checked out beside the other releases, its requirements.txt installed."""
+    repo = tmp_path / "ledger.git"
+    subprocess.run(["cp", "-r", str(REPO_ROOT / "lab" / "ledger"), str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "ledger"], ["tag", "v3"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    run_playbook(
+        ledger,
+        "deploy.yml",
+        limit="ledger-app-1",
+        extravars={
+            "deploy_version": "3.0.0-git",
+            "app_release_kind": "git",
+            "app_release_source": f"file://{repo}",
+            "app_git_ref": "v3",
+        },
+    )
+    home = Path(str(ledger.var("lab_dir"))) / "app" / "ledger-1"
+    assert (home / "current").resolve() == home / "releases" / "3.0.0-git"
+    assert (home / "releases" / "3.0.0-git" / "ledger" / "app.py").is_file()
+    cmdline, _ = _process(home / "ledger.pid")
+    assert cmdline[0] == f"{home}/venvs/3.0.0-git/bin/python"
+    url = ledger.topology.instance("ledger-1").url
+    assert httpx.get(f"{url}/readyz", timeout=5).headers["X-Release"] == "3.0.0-git"
+
+
 def test_chaos_kill_and_restart_use_the_inventory_command(ledger: Inventory) -> None:
     """chaos.kill-app's hands (playbooks/chaos.yml): SIGKILL, then the role's start (inventory command)."""
     home = Path(str(ledger.var("lab_dir"))) / "app" / "ledger-1"
