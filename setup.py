@@ -26,6 +26,7 @@ ASSETS = (
     "loadtests",
     "lab",
     "inventory/lab",
+    "inventory/lab-ledger",
     "inventory/example-staging",
 )
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "molecule", ".lab*", "*.egg-info")

@@ -1,8 +1,12 @@
-"""The lab: bring the reference service up on this machine, report its health, take it down.
+"""The lab: bring a service up on this machine, report its health, take it down.
 
-``up`` builds the release artifact of the reference service (Python: it is a file
-on the control machine) and runs ``playbooks/lab.yml`` (Ansible: everything on the
-hosts). ``status`` asks every piece directly. ``down`` runs ``playbooks/lab-down.yml``.
+``up`` runs ``playbooks/lab.yml`` (Ansible: everything on the hosts) for any lab
+inventory: the reference service's (``inventory/lab``) or the ledger's
+(``inventory/lab-ledger``). When the inventory deploys the reference service's
+tarball, ``up`` builds it first (Python: it is a file on the control machine); a
+release of any other kind is the inventory's business. ``status`` asks every
+piece directly, each instance on the readiness path of the service profile.
+``down`` runs ``playbooks/lab-down.yml``.
 """
 
 from __future__ import annotations
@@ -70,6 +74,13 @@ def build_release(
     """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
     from drillbook.labenv.release import build_release as build
 
+    if not deploys_reference_tarball(inv):
+        raise ConfigError(
+            f"inventory {inv.name} does not deploy the reference service's tarball "
+            f"(app_release_kind {inv.var('app_release_kind', 'tarball')}): "
+            "its releases are built by the service's own tooling"
+        )
+
     if not 0.0 <= error_rate <= 1.0:
         raise ConfigError(f"--error-rate must be between 0 and 1, got {error_rate}")
     if latency_ms < 0:
@@ -86,9 +97,16 @@ def build_release(
         raise ConfigError(str(exc)) from exc
 
 
+def deploys_reference_tarball(inv: Inventory) -> bool:
+    """The inventory's release is the reference service's tarball, which the lab builds itself."""
+    if inv.var("app_release_kind", "tarball") != "tarball" or not inv.var("app_artifact_dir"):
+        return False
+    return str(inv.var("app_release_source", "")) == str(artifact_path(inv))
+
+
 def up(inv: Inventory, progress: ProgressFn | None = None) -> PlaybookResult:
     """Provision and start every piece; idempotent (a second run changes nothing)."""
-    if not artifact_path(inv).exists():
+    if deploys_reference_tarball(inv) and not artifact_path(inv).exists():
         build_release(inv, str(inv.require("app_version")))
     return run_playbook(inv, "lab.yml", progress=progress)
 

@@ -1,4 +1,4 @@
-"""lab.*: the embedded target: PostgreSQL, Redis, HAProxy and three instances of the reference service."""
+"""lab.*: the embedded target: PostgreSQL, Redis, HAProxy and the service's instances (-i picks the lab)."""
 
 from __future__ import annotations
 
