@@ -32,6 +32,7 @@ from typing import ClassVar
 from drillbook.core import interrupts
 from drillbook.core.drill import DrillRun, LegacyDrill
 from drillbook.core.errors import ConfigError
+from drillbook.core.heartbeat import TABLES as HEARTBEAT_TABLES
 from drillbook.migrate import checks, data, proof, revisions, safety
 from drillbook.migrate.checks import Outcome
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
@@ -138,9 +139,7 @@ class _Change(LegacyDrill):
             return
         if self.compare_after_undo:
             with run.phase("fingerprint-before"):
-                self.data_before = data.fingerprint(
-                    m.source.admin_dsn, exclude=tuple(self.settings.volatile_tables)
-                )
+                self.data_before = data.fingerprint(m.source.admin_dsn, exclude=self._volatile)
             run.measure("rows_before", data.total_rows(self.data_before), witness=DATA_WITNESS)
         if self.backup:
             self.backup_id = safety.take_pre_migration_backup(run, m)
@@ -254,11 +253,16 @@ class _Change(LegacyDrill):
         safety.restore_source(run, m, self.backup_id)
         return True
 
+    @property
+    def _volatile(self) -> tuple[str, ...]:
+        """Left out of the data comparison: the inventory's tables and drillbook's heartbeat."""
+        return (*self.settings.volatile_tables, *HEARTBEAT_TABLES)
+
     def _compare_data(self, run: DrillRun) -> None:
         m = self.migrations
         assert m is not None and self.data_before is not None
         with run.phase("fingerprint-after"):
-            after = data.fingerprint(m.source.admin_dsn, exclude=tuple(self.settings.volatile_tables))
+            after = data.fingerprint(m.source.admin_dsn, exclude=self._volatile)
         diffs = data.diff(self.data_before, after)
         for d in diffs:
             run.check(
@@ -269,8 +273,7 @@ class _Change(LegacyDrill):
             "data_intact_differences",
             len(diffs),
             0,
-            f"{len(after)} tables, {data.total_rows(after)} rows; "
-            f"left out: {', '.join(self.settings.volatile_tables) or 'none'}",
+            f"{len(after)} tables, {data.total_rows(after)} rows; left out: {', '.join(self._volatile)}",
         )
 
     # -- checks ------------------------------------------------------------------------------
