@@ -127,6 +127,19 @@ def test_writer_survives_a_restart_of_its_connection(inv: Inventory, orders_db: 
         assert heartbeat.lost(conn, writer.acknowledged) == []
 
 
+def test_writer_never_recreates_its_tables_behind_a_restore(inv: Inventory, orders_db: str) -> None:
+    """Tables gone after the first beat (a restore re-creating the database): report it, do not re-create."""
+    with heartbeat.HeartbeatWriter(orders_db, "restore-race") as writer:
+        time.sleep(1.5)
+        with pgdata.connect(orders_db) as conn:
+            conn.execute("DROP SCHEMA drillbook CASCADE")
+        time.sleep(2.5)
+    with pgdata.connect(orders_db) as conn:
+        assert not heartbeat.tables_exist(conn)
+    assert writer.fatal is None and writer.acknowledged  # it goes on trying: an outage, not a mistake
+    assert "not re-creating it while a restore" in writer.sampler.errors[-1].error
+
+
 # -- the daemon the lab runs -----------------------------------------------------------
 def test_lab_runs_the_writer_as_a_daemon_with_the_system_python(inv: Inventory) -> None:
     pidfile = Path(str(inv.var("heartbeat_dir"))) / "heartbeat.pid"

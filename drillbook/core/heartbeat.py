@@ -179,7 +179,9 @@ class HeartbeatWriter:
     The connection is opened lazily and reopened after any error, so the writer
     outlives a database restart or failover: a beat that cannot be written is a
     recorded :class:`~drillbook.core.sampling.SampleError` (the gap it leaves is the
-    observation), never the end of the loop. Only before the first beat ever written
+    observation), never the end of the loop. The tables are created on the first
+    connection only: a writer that re-created them on a reconnect could do so in a
+    database that ``pg_restore`` is filling, and break the restore. Only before the first beat ever written
     does a refusal end it (no rights, bad password, the writer id taken): that is a
     mistake to fix, not an outage to ride out. ``keep_beats=False`` keeps only the
     last beat (a daemon that runs for months); a drill keeps them all for :func:`lost`.
@@ -215,6 +217,7 @@ class HeartbeatWriter:
         self.failing_since: float | None = None
         self.beats_written = 0
         self._conn: psycopg.Connection[Any] | None = None
+        self._schema_ready = False  # created once per writer's life, never behind a restore's back
         self._seq = 0
         self.sampler: Sampler[Beat] = Sampler(
             f"heartbeat {writer_id}",
@@ -325,7 +328,14 @@ class HeartbeatWriter:
                 "SELECT set_config('statement_timeout', %s, false)", (f"{int(self.timeout_s * 1000)}ms",)
             )
             self._lock(conn)
-            ensure_schema(conn)
+            if not self._schema_ready:
+                ensure_schema(conn)
+                self._schema_ready = True
+            elif not tables_exist(conn):
+                raise HeartbeatError(
+                    f"{TABLE} is gone from {pgdata.describe(self.dsn)}; not re-creating it while a restore "
+                    "may be filling that database (restart the writer to create it again)"
+                )
             row = conn.execute(f"SELECT seq FROM {TABLE} WHERE writer_id = %s", (self.writer_id,)).fetchone()
         except BaseException:
             conn.close()
