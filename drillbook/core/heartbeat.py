@@ -179,13 +179,15 @@ class HeartbeatWriter:
     The connection is opened lazily and reopened after any error, so the writer
     outlives a database restart or failover: a beat that cannot be written is a
     recorded :class:`~drillbook.core.sampling.SampleError` (the gap it leaves is the
-    observation), never the end of the loop. The tables are created on the first
-    connection only: a writer that re-created them on a reconnect could do so in a
-    database that ``pg_restore`` is filling, and break the restore. Only before the first beat ever written
+    observation), never the end of the loop. Only before the first beat ever written
     does a refusal end it (no rights, bad password, the writer id taken): that is a
-    mistake to fix, not an outage to ride out. ``keep_beats=False`` keeps only the
-    last beat (a daemon that runs for months); a drill keeps them all for :func:`lost`.
-    ``say`` hears one line when writing starts, stops and resumes.
+    mistake to fix, not an outage to ride out. The tables are created on the first
+    connection only: a writer that re-created them on a reconnect could do so in a
+    database ``pg_restore`` is filling, and break the restore.
+
+    ``keep_beats=False`` keeps only the last beat (a daemon that runs for months); a
+    drill keeps them all for :func:`lost`. ``say`` hears one line when writing
+    starts, stops and resumes.
     """
 
     def __init__(
