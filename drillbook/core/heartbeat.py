@@ -3,7 +3,7 @@
 Restore RPO ("how much would a recovery from this backup lose?") and "nothing lost"
 ("is every write the database acknowledged still there after the failover?") need
 rows that are written at a known rhythm and whose commit was seen. A service may
-have such a table (the reference service's ``sentinel``); most do not, and drillbook
+have such a table (the lab's reference service does); most do not, and drillbook
 must not ask them to. So drillbook writes its own, in the manner of pt-heartbeat:
 a small writer that lives beside the service, in a schema of its own (``drillbook``),
 and readers that look for its rows wherever the data went (a restored backup, a
