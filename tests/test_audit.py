@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from drillbook import labenv as lab_
+from drillbook.audit import AUDIT_CHECKS
 from drillbook.audit.drill import HostsAudit, HttpAudit
 from drillbook.core.ansible import run_playbook
 from drillbook.core.drill import DrillContext, execute
@@ -122,3 +123,37 @@ def test_secrets_scan_matches_case_insensitively_and_only_world_readable_files(
     clean = _secrets_scan(lab_inventory, tmp_path / "releases")
     assert clean.ok is True, clean.evidence
     assert "no world-readable secret among" in clean.evidence
+
+
+def test_checks_without_a_target_are_not_applicable(lab: dict[str, Any], lab_inventory: Inventory) -> None:
+    """A profile that gives the audit nothing to probe: every such check reported, none failing."""
+    from drillbook.audit.drill import record_findings
+    from drillbook.audit.http import HttpAuditSettings, run_checks
+    from drillbook.core.profile import Audit, Health, load_profile
+
+    bare = load_profile(lab_inventory).model_copy(
+        update={"audit": Audit(), "metrics": None, "marker": None, "health": Health(ready="/health/ready")}
+    )
+    findings = run_checks(lab_inventory, HttpAuditSettings(), bare)
+    na = {f.name for f in findings if not f.applicable}
+    assert na == set(AUDIT_CHECKS["audit.http"]) - {"openapi"}
+    assert all(f.ok and f.evidence.startswith("not applicable: ") for f in findings if not f.applicable)
+    measured = record_findings("audit.http", findings)
+    assert measured.checks_failed == 0 and measured.checks_not_applicable == len(na)
+    assert {o.value for o in measured.findings if o.name in na} == {"not applicable"}
+
+
+def test_pagination_on_a_body_it_does_not_know_is_a_finding_not_a_crash(
+    lab: dict[str, Any], lab_inventory: Inventory
+) -> None:
+    from drillbook.audit.http import HttpAuditSettings, run_checks
+    from drillbook.core.profile import Step, load_profile
+
+    profile = load_profile(lab_inventory)
+    for path, expected in (("/health/live", "no list of entries in the body"), ("/metrics", "not JSON")):
+        odd = profile.model_copy(
+            update={"audit": profile.audit.model_copy(update={"pagination": Step(name="odd", path=path)})}
+        )
+        settings = HttpAuditSettings(pagination_items=0)
+        found = {f.name: f for f in run_checks(lab_inventory, settings, odd)}["pagination_stable"]
+        assert not found.ok and found.applicable and expected in found.evidence, found.evidence

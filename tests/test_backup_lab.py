@@ -287,7 +287,7 @@ def test_scratch_cluster_and_boot_app(inv: Inventory, tmp_path: Path) -> None:
     assert journal.verdict == "pass", (journal.error, journal.failed_checks)
     ms = journal.measurements
     assert ms["boot_s"] is not None and ms["total_s"] >= ms["restore_s"] + ms["boot_s"]
-    assert "health/ready" in journal.witnesses["boot_s"]
+    assert "readiness" in journal.witnesses["boot_s"]
     assert ms["scratch_db"] not in _databases(inv, "drillbook_restore")
     assert "boot-app.log" in journal.artefacts
 

@@ -201,11 +201,19 @@ def test_flip_counts_from_the_origin_to_the_answer() -> None:
     assert late[0].seconds is None
 
 
-def test_degraded_flag_parsed_from_readiness_body() -> None:
-    assert an.ready_degraded(_s(0, 200, '{"status":"ok","degraded":true}'))
-    assert an.ready_not_degraded(_s(0, 200, '{"status":"ok","degraded":false}'))
-    assert not an.ready_degraded(_s(0, 503, '{"status":"unavailable"}'))
-    assert an.degraded_flag(_s(0, 200, "not json")) is None
+def test_not_ready_is_any_non_ready_answer_and_degraded_comes_from_the_profile() -> None:
+    from drillbook.core.profile import Health
+    from drillbook.core.readiness import Readiness
+
+    r = Readiness(Health(ready="/ready", degraded={"json_pointer": "/degraded", "equals": True}))
+    for not_ready in (_s(0, 503), _s(0, 500), _s(0, 404), _s(0, None)):
+        assert r.not_ready(not_ready), not_ready
+    assert r.degraded_serving(_s(0, 200, '{"status":"ok","degraded":true}'))
+    assert r.fully_ready(_s(0, 200, '{"status":"ok","degraded":false}'))
+    assert not r.degraded_serving(_s(0, 503, '{"status":"unavailable"}'))
+    assert r.fully_ready(_s(0, 204, "not json"))  # no flag to read: ready, not degraded
+    plain = Readiness(Health(ready="/ready"))
+    assert not plain.has_degraded and plain.degraded(_s(0, 200, '{"degraded":true}')) is None
 
 
 def _o(t: float, ok: bool, latency_ms: float = 10.0, endpoint: str = "GET /items/{id}") -> Outcome:
@@ -231,7 +239,7 @@ def test_statuses_between_and_transitions() -> None:
     samples = [_s(0.0, 200), _s(0.1, 503), _s(0.2, None), _s(0.3, 200)]
     assert an.statuses_between(samples, 0.05, 0.25) == {"503": 1, "none": 1}
     states = [t["state"] for t in an.probe_transitions(samples, 1000)]
-    assert states == ["200", "503", "None", "200"]
+    assert states == ["200", "503", "none", "200"]
 
 
 # -- settings, plans, guards --------------------------------------------------------------
@@ -268,7 +276,7 @@ def test_plans_name_targets_processes_and_probes(lab_inv) -> None:  # type: igno
         "lab-db",
         "postmaster.pid",
         "/health/ready",
-        "503 within 5.0 s",
+        "not ready (any non-ready status, a timeout or a refused connection) within 5.0 s",
         "30 requests/s",
         "hold: 2 s",
     ):
@@ -281,6 +289,45 @@ def _copy_inventory(tmp_path: Path, extra: str) -> Path:
     shutil.copytree(LAB_INVENTORY, dest)
     (dest / "group_vars" / "all" / "zz-test.yml").write_text(extra)
     return dest
+
+
+def test_kill_redis_without_a_degraded_signal_judges_errors_and_latency_alone(tmp_path: Path) -> None:
+    no_signal = "service_health: {live: /health/live, ready: /health/ready}\nchaos_cache_key_template: null\n"
+    inv = load_inventory(_copy_inventory(tmp_path / "plain", no_signal))
+    drill = KillRedis.for_inventory(inv)
+    judged = {c.measurement for c in drill.checks}
+    assert {"error_pct_during_outage", "outage_p95_ms", "recovery_s", "data_intact"} <= judged
+    assert not judged & {"readiness_stayed_ready", "degraded_flip_s", "cache_back"}
+    assert "not judged" in format_plan(drill.plan, duration_s=1, traffic_rps=1)
+    lab = KillRedis.for_inventory(load_inventory(LAB_INVENTORY))
+    assert {"readiness_stayed_ready", "degraded_flip_s", "cache_back"} <= {c.measurement for c in lab.checks}
+
+
+def test_kill_redis_is_refused_without_redis(tmp_path: Path) -> None:
+    inv = load_inventory(_copy_inventory(tmp_path / "noredis", "service_uses_redis: false\n"))
+    with pytest.raises(ConfigError, match="service_uses_redis is false"):
+        build_plan(inv, "kill-redis", load_settings(inv))
+
+
+def test_kill_db_plan_probes_the_profile_s_readiness(tmp_path: Path) -> None:
+    inv = load_inventory(_copy_inventory(tmp_path / "tcp", "service_health: {}\n"))
+    plan = build_plan(inv, "kill-db", load_settings(inv))
+    assert all(url.startswith("tcp://127.0.0.1:") for _n, url in plan.readiness_urls)
+    assert "connect tcp://" in format_plan(plan, duration_s=1, traffic_rps=1)
+
+
+def test_kill_db_without_a_readiness_path_cannot_measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP connect stays up when the database dies: error naming the variable, no fault."""
+    monkeypatch.setenv("DRILLBOOK_STATE_DIR", str(tmp_path / "state"))
+    inv = load_inventory(_copy_inventory(tmp_path / "tcp", "service_health: {}\n"))
+    ran: list[str] = []
+    monkeypatch.setattr("drillbook.chaos.fault.run_playbook", lambda *a, **k: ran.append("playbook"))
+    drill = KillDb(build_plan(inv, "kill-db", load_settings(inv)), duration_s=1)
+    journal = execute(drill, DrillContext(inventory=inv, report_root=tmp_path / "reports", quiet=True))
+    assert journal.verdict == "error" and journal.exit_code == 2 and ran == []
+    assert "service_health.ready" in (journal.error or ""), journal.error
 
 
 def test_production_inventory_refuses_chaos(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ READ_ONLY = {
     "checklist",
     "checklist.sign",
     "deploy.status",
+    "doctor",
     "init",  # writes the scaffold into a local folder, never to a fleet
     "lab.status",
     "load.report",

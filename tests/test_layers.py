@@ -38,6 +38,7 @@ CAPABILITIES = frozenset(
         "canary",
         "chaos",
         "checklist",
+        "doctor",
         "labenv",
         "load",
         "migrate",
@@ -58,22 +59,14 @@ CROSS_CAPABILITY: dict[tuple[str, str], frozenset[str]] = {
 
 #: Debt the rule already knows, each with who removes it. The test fails on any
 #: violation not listed here, and on a listed one that is gone (so this list only shrinks).
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("drillbook.migrate.safety", "drillbook.backup:load_settings"): (
-        "the pre-migration backup skips Redis through load_settings(redis=False); "
-        "take_backup should take that choice itself (migrate/backup owners)"
-    ),
-    ("drillbook.migrate.copies", "drillbook.backup:RepositoryError"): (
-        "copies falls back to pg_dump on RepositoryError; catch core's TargetUnreachable "
-        "or let restore_into say 'no backup' (migrate/backup owners)"
-    ),
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 #: Modules allowed an import whose target is not a string in the source, and why.
 #: In these, every string constant naming a drillbook module counts as an import.
 DYNAMIC_IMPORTS: dict[str, str] = {
     "drillbook.tasks": "builds the namespace from its own modules (pkgutil over its __path__)",
     "drillbook.load": "lazy attributes; the targets are string constants, checked as imports",
+    "drillbook.core.flow": "a profile's hook (module:function) is the user's module; drillbook's refused",
 }
 
 _MODULE_STRING = re.compile(rf"^{PACKAGE}(\.\w+)+$")

@@ -165,6 +165,7 @@ def test_plan_defaults_and_target(inv: Any) -> None:
     plan = make_plan(inv, SETTINGS)
     assert plan.target_rps == pytest.approx(120) and plan.steady_s == 50
     assert plan.url == "http://127.0.0.1:9" and not plan.distributed
+    assert plan.locustfile.parts[-2:] == ("loadtests", "locustfile.py")  # the profile's service_traffic
     assert make_plan(inv, SETTINGS, rps=50, headroom=0).target_rps == 50
 
 

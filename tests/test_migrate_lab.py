@@ -221,6 +221,10 @@ def test_rehearse_passes_on_the_main_chain_from_the_newest_backup(inv: Inventory
         assert m[f"{step}_s"] > 0
     assert m["longest_lock_s"] is not None and m["schema_differences"] == [] and m["data_differences"] == []
     assert m["rows"] >= 200
+    assert journal.thresholds["roundtrip_max_differences"] == 0
+    assert {"at_target.sql.items-have-names", "schema_roundtrip_differences"} <= {
+        c.name for c in journal.checks
+    }
     names = [p.name for p in journal.phases]
     assert names.index("act/upgrade") < names.index("act/downgrade") < names.index("act/reupgrade")
     assert _scratch_dbs(inv, settings.scratch_prefix) == []
@@ -233,6 +237,13 @@ def test_rehearse_fails_on_the_lossy_downgrade_naming_the_column(inv: Inventory,
     failed = [c.name for c in journal.failed_checks]
     assert "roundtrip column data public.items.value" in failed
     assert "data_roundtrip_differences" in failed
+    counted = {c.name: c for c in journal.checks}["data_roundtrip_differences"]
+    assert (counted.value, counted.op, counted.limit, counted.limit_from) == (
+        1,
+        "<=",
+        0,
+        "roundtrip_max_differences",
+    )
     assert journal.measurements["data_differences"] == [
         "column data public.items.value: values before -> values changed"
     ]

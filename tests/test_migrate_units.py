@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from drillbook.core.checks import Outcome, evaluate
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import load_inventory
 from drillbook.core.paths import LAB_INVENTORY
-from drillbook.migrate import load_settings
+from drillbook.migrate import Rehearse, Up, load_settings
 from drillbook.migrate.command import CommandResult, Connection, MigrateCommand, run_local, url_for_database
 from drillbook.migrate.data import TableData
 from drillbook.migrate.data import diff as data_diff
-from drillbook.migrate.locks import HeldLock, LockReport
+from drillbook.migrate.locks import HeldLock, LockReport, LockSample, analyse
+from drillbook.migrate.measured import ChangeMeasured, RehearseLimits, RehearseMeasured
 from drillbook.migrate.proof import choose_marker, reported_revisions
 from drillbook.migrate.revisions import RevisionGraph, parse_history, plan, script_has_downgrade
 from drillbook.migrate.schema import Catalog, diff, order_changes
@@ -340,3 +342,80 @@ def test_current_output_is_read_as_known_revisions_and_the_marker_differs_from_t
     assert choose_marker(g, ()) == ["0001"]
     single = parse_history("Rev: 0001 (head)\nParent: <base>\nPath: /x/0001.py\n\n    One.\n")
     assert choose_marker(single, ("0001",)) == []
+
+
+def test_lock_samples_become_spans_from_first_to_last_sight() -> None:
+    ddl = (101, "items", "AccessExclusiveLock")
+    samples = [
+        LockSample(t=10.00, wall=0.0, granted=(ddl,), waiting=frozenset({7})),
+        LockSample(t=10.02, wall=0.0, granted=(ddl, (102, "other", "ShareLock")), waiting=frozenset({7, 8})),
+        LockSample(t=10.10, wall=0.0, granted=(ddl,), waiting=frozenset()),
+        LockSample(t=10.12, wall=0.0, granted=(), waiting=frozenset()),
+    ]
+    report = analyse(samples, 0.02)
+    assert report.samples == 4 and report.max_waiting == 2
+    assert report.longest == HeldLock("items", "AccessExclusiveLock", 0.1, 3)
+    assert [h.relation for h in report.locks] == ["items", "other"]
+    assert analyse([], 0.02, "side connection failed: X").summary().startswith("not measured")
+
+
+def _outcome(name: str, ok: bool) -> Outcome:
+    return Outcome(name=name, ok=ok, value=ok, expected=True)
+
+
+def test_rehearse_checks_are_data_with_numeric_limits_from_settings() -> None:
+    measured = RehearseMeasured(
+        longest_lock_s=0.7,
+        longest_lock_detail="upgrade: AccessExclusiveLock on items",
+        schema_roundtrip_differences=0,
+        data_roundtrip_differences=1,
+        at_target=[_outcome("at_target.sql.items", True)],
+        roundtrip=[_outcome("roundtrip column data public.items.value", False)],
+    )
+    limits = RehearseLimits(max_lock_s=0.5, roundtrip_max_differences=0)
+    checks = {c.name: c for c in evaluate(Rehearse.checks, measured, limits)}
+    assert list(checks) == [
+        "at_target.sql.items",
+        "roundtrip column data public.items.value",
+        "schema_roundtrip_differences",
+        "data_roundtrip_differences",
+        "longest_lock_s",
+    ]
+    lock = checks["longest_lock_s"]
+    assert (lock.value, lock.op, lock.limit, lock.limit_from, lock.ok) == (
+        0.7,
+        "<=",
+        0.5,
+        "max_lock_s",
+        False,
+    )
+    assert "items" in lock.detail
+    data_check = checks["data_roundtrip_differences"]
+    assert (data_check.limit, data_check.ok, checks["schema_roundtrip_differences"].ok) == (0, False, True)
+    # The way back not rehearsed (irreversible, nothing pending) and no lock limit: nothing judged.
+    off = RehearseLimits(roundtrip_max_differences=None)
+    assert evaluate(Rehearse.checks, RehearseMeasured(longest_lock_s=0.7), off) == []
+    # The list-valued records never reach the journal's measurements: the checks carry them.
+    assert "roundtrip" not in measured.model_dump() and "at_target" not in measured.model_dump()
+
+
+def test_up_judges_the_change_and_the_undo_only_through_its_declared_checks() -> None:
+    measured = ChangeMeasured(
+        migrate_s=1.2,
+        rolled_back=True,
+        longest_lock_s=None,
+        change=[_outcome("upgrade_ok", True), _outcome("after_upgrade.smoke.list-items.app-1", False)],
+        undo=[_outcome("rolled_back_to_start", True), _outcome("data_intact_differences", True)],
+    )
+    checks = evaluate(Up.checks, measured, MigrateSettings())
+    assert [(c.name, c.ok) for c in checks] == [
+        ("upgrade_ok", True),
+        ("after_upgrade.smoke.list-items.app-1", False),
+        ("rolled_back_to_start", True),
+        ("data_intact_differences", True),
+    ]
+    # A lock limit with nothing measured fails, naming why, rather than passing silently.
+    (lock,) = [
+        c for c in evaluate(Up.checks, measured, MigrateSettings(max_lock_s=1)) if c.name == "longest_lock_s"
+    ]
+    assert not lock.ok and lock.detail == "not measured"

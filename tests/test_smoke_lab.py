@@ -1,56 +1,50 @@
-"""smoke on the lab: its listing check stays short however many items the service holds."""
+"""smoke on the lab: the reference profile's flow, journaled; a profile without one is refused in one line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
 import pytest
 
-from drillbook.core.inventory import Inventory
-from drillbook.core.items_api import cursor_after
-from drillbook.smoke import smoke_checks
+from drillbook.core.drill import DrillContext, execute
+from drillbook.core.inventory import Inventory, load_inventory
+from drillbook.core.paths import LAB_INVENTORY
+from drillbook.smoke import Smoke, smoke_checks
 
 pytestmark = pytest.mark.lab
 
-#: More rows than smoke pages through (10 pages of 100): from the first item it would fail.
-BULK = 3_000
 
-
-def test_cursor_after_is_the_services_own(lab: dict[str, Any]) -> None:
-    """drillbook builds cursors from the documented format; the service must read them alike."""
-    with httpx.Client(base_url=lab["lb_url"], timeout=10) as lb:
-        ids = [
-            lb.post("/items", json={"name": "cursor-test", "value": str(i)}).json()["id"] for i in range(3)
-        ]
-        try:
-            page = lb.get("/items", params={"limit": 2, "cursor": cursor_after(ids[0])}).json()
-            assert [item["id"] for item in page["items"]] == ids[1:]
-        finally:
-            for item_id in ids:
-                lb.delete(f"/items/{item_id}")
-
-
-@pytest.fixture()
-def crowded_table(lab: dict[str, Any]) -> Iterator[None]:
-    """BULK rows written straight into PostgreSQL, removed afterwards."""
-    dsn = lab["postgres_dsn"]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO items (name, value) SELECT 'smoke-bulk', g::text FROM generate_series(1, %s) g",
-            (BULK,),
-        )
-    try:
-        yield
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("DELETE FROM items WHERE name = 'smoke-bulk'")
-
-
-def test_smoke_lists_its_item_in_a_crowded_table(lab_inventory: Inventory, crowded_table: None) -> None:
-    steps = {s.name: s for s in smoke_checks(lab_inventory.topology)}
+def test_smoke_flow_of_the_profile_passes(lab: dict[str, Any], lab_inventory: Inventory) -> None:
+    steps = {s.name: s for s in smoke_checks(lab_inventory)}
     assert all(s.ok for s in steps.values()), [(s.name, s.detail) for s in steps.values() if not s.ok]
-    listing = steps["list items with cursor"]
-    assert listing.detail == "found on page 3", listing.detail
+    create = steps["create item (database write)"]
+    assert create.status == 201 and "sql: 1" in create.detail and "item_id" in create.captured
+    instances = [n for n in steps if n.startswith("readiness of every instance (")]
+    assert len(instances) == len(lab_inventory.topology.app_instances)
+    assert steps["deleted item is gone"].status == 404
+
+
+def test_smoke_journal_names_each_step(
+    lab: dict[str, Any], lab_inventory: Inventory, report_root: Path
+) -> None:
+    journal = execute(Smoke(), DrillContext(inventory=lab_inventory, report_root=report_root, quiet=True))
+    assert journal.verdict == "pass", journal.failed_checks
+    names = [c.name for c in journal.checks]
+    assert "create item (database write)" in names and "deleted item is gone" in names
+    gone = next(c for c in journal.checks if c.name == "deleted item is gone")
+    assert gone.value == 404 and gone.limit == "404"
+
+
+def test_profile_without_smoke_is_an_error(tmp_path: Path, report_root: Path) -> None:
+    inv_dir = tmp_path / "inventory"
+    shutil.copytree(LAB_INVENTORY, inv_dir)
+    service = inv_dir / "group_vars" / "all" / "service.yml"
+    text = service.read_text()
+    start, end = text.index("service_smoke:"), text.index("# The chaos drills'")
+    service.write_text(text[:start] + text[end:])
+    journal = execute(
+        Smoke(), DrillContext(inventory=load_inventory(inv_dir), report_root=report_root, quiet=True)
+    )
+    assert journal.verdict == "error" and "service_smoke is not set" in str(journal.error)

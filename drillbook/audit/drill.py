@@ -28,6 +28,8 @@ class AuditMeasured(Measurements):
     findings: list[Outcome] = Field(default_factory=list)
     checks: int = 0
     checks_failed: int = 0
+    #: Checks the service profile gives nothing to probe: reported, never failing.
+    checks_not_applicable: int = 0
 
 
 def record_findings(drill: str, findings: list[Finding]) -> AuditMeasured:
@@ -44,11 +46,18 @@ def record_findings(drill: str, findings: list[Finding]) -> AuditMeasured:
         )
     return AuditMeasured(
         findings=[
-            Outcome(name=f.name, ok=f.ok, value="ok" if f.ok else "FAILED", expected="ok", detail=f.evidence)
+            Outcome(
+                name=f.name,
+                ok=f.ok,
+                value=("ok" if f.ok else "FAILED") if f.applicable else "not applicable",
+                expected="ok",
+                detail=f.evidence,
+            )
             for f in findings
         ],
         checks=len(findings),
         checks_failed=sum(1 for f in findings if not f.ok),
+        checks_not_applicable=sum(1 for f in findings if not f.applicable),
     )
 
 
@@ -67,7 +76,7 @@ class HttpAudit(Drill[http_audit.HttpAuditSettings, None, AuditMeasured]):
     def observe(self, run: DrillRun, plan: http_audit.HttpAuditSettings, acted: None) -> AuditMeasured:
         """Every HTTP check through the load balancer; an unreachable target is failed findings."""
         run.note(f"auditing {run.inventory.topology.lb_url} from outside")
-        return record_findings(self.name, http_audit.run_checks(run.inventory.topology, plan))
+        return record_findings(self.name, http_audit.run_checks(run.inventory, plan))
 
 
 class HostsAudit(Drill[hosts_audit.HostAuditSettings, None, AuditMeasured]):

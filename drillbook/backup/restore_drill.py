@@ -66,6 +66,7 @@ from drillbook.core import pgdata
 from drillbook.core.checks import Measurements, Outcome, at_most, each_ok, is_true, witnessed
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError, DrillbookError
+from drillbook.core.readiness import Readiness
 
 #: The measurements the issue names, listed first in every restore-test journal.
 KEY_MEASUREMENTS = (
@@ -109,7 +110,7 @@ class RestoreMeasured(Measurements):
     integrity_s: float | None = witnessed("drill clock")
     restored_bytes: int | None = witnessed("pg_database_size() of the restored db")
     verify_s: float | None = witnessed("drill clock")
-    boot_s: float | None = witnessed("GET /health/ready of the instance booted on the restored db")
+    boot_s: float | None = witnessed("the profile's readiness of the instance booted on the restored db")
     files_intact: bool | None = None
     integrity_detail: str = ""
     tables_match_manifest: bool | None = None
@@ -327,16 +328,18 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
         )
 
     def _boot(self, run: DrillRun, plan: RestorePlan, r: RestoreResult) -> tuple[float | None, list[Outcome]]:
-        """One instance of the service on the restored database, timed to its first 200 on /health/ready."""
+        """One instance of the service on the restored database, timed to its first "ready" (the profile's
+        readiness: path and ready statuses, or a TCP connect)."""
         inv, timeout = run.inventory, plan.settings.boot_app_timeout_s
         same = pgdata.same_server(r.admin_dsn, inv.topology.postgres_dsn)
         dsn = boot.app_dsn_for(inv, r.database) if same else r.dsn
         with run.phase("boot-app") as ph:
             app = boot.start_app(inv, dsn, run.report_dir / "boot-app.log")
             run.on_restore("stop the booted instance", app.stop)
-            ready = boot.wait_ready(app, timeout)
-            ph.detail = f"{app.url}/health/ready " + (
-                f"200 after {ready:.2f}s" if ready is not None else "never 200"
+            readiness = Readiness.of(inv)
+            ready = _wait_ready(app, readiness, timeout)
+            ph.detail = f"{readiness.url(app.url)} " + (
+                f"ready after {ready:.2f}s" if ready is not None else "never ready"
             )
         run.artefact(app.log)
         outcome = Outcome(
@@ -406,3 +409,15 @@ def _drop(run: DrillRun, admin: str, scratch: str, protect: set[str]) -> None:
 def _first(problems: list[str], n: int = 5) -> str:
     more = f" (+{len(problems) - n} more)" if len(problems) > n else ""
     return "; ".join(problems[:n]) + more
+
+
+def _wait_ready(app: boot.BootedApp, readiness: Readiness, timeout_s: float) -> float | None:
+    """Seconds until the booted instance is ready as the profile says; None on timeout or if it died."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if app.proc.poll() is not None:
+            return None
+        if readiness.ready(readiness.check(app.url, timeout_s=1.0)):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None

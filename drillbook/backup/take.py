@@ -82,11 +82,14 @@ def take_backup(
     repository: Repository | None = None,
     progress: ProgressFn | None = None,
     phase: PhaseFn | None = None,
+    redis: bool | None = None,
 ) -> Backup:
     """Back up the inventory's database (and Redis) into its repository; return the sealed backup.
 
     ``settings`` defaults to the inventory's ``backup_*`` variables,
-    ``repository`` to the one they describe. ``phase(name)`` is a context
+    ``repository`` to the one they describe. ``redis=False`` leaves the Redis
+    snapshot out whatever ``backup_redis`` says (a pre-migration backup: a migration
+    changes the database only); ``None`` follows the settings. ``phase(name)`` is a context
     manager timing each step (a drill passes ``run.phase``). Raises
     :class:`~drillbook.backup.errors.RepositoryError`, :class:`BackupFailed`,
     :class:`~drillbook.core.errors.TargetUnreachable` or ConfigError; leaves no
@@ -128,7 +131,7 @@ def take_backup(
         exporter.execute("COMMIT")
 
         redis_entry = None
-        if settings.redis and inv.has_group("cache"):
+        if (settings.redis if redis is None else redis) and inv.has_group("cache"):
             with step("redis"):
                 rdb = staging / "redis" / "dump.rdb"
                 redis_entry = snapshot_redis(

@@ -9,7 +9,6 @@ balancer experiences too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,30 +36,6 @@ def first_seen(samples: Iterable[Sample], after: float, pred: SampleJudge) -> Sa
 
 def status_is(code: int) -> SampleJudge:
     return lambda s: s.status == code
-
-
-def ready(s: Sample) -> bool:
-    return s.status == 200
-
-
-def degraded_flag(s: Sample) -> bool | None:
-    """The ``degraded`` field of a readiness answer (None when absent or unparsable)."""
-    if not s.body:
-        return None
-    try:
-        data = json.loads(s.body)
-    except ValueError:
-        return None
-    value = data.get("degraded") if isinstance(data, dict) else None
-    return value if isinstance(value, bool) else None
-
-
-def ready_degraded(s: Sample) -> bool:
-    return s.status == 200 and degraded_flag(s) is True
-
-
-def ready_not_degraded(s: Sample) -> bool:
-    return s.status == 200 and degraded_flag(s) is not True
 
 
 @dataclass(frozen=True)
@@ -101,12 +76,14 @@ def slowest(items: Sequence[Flip]) -> float | None:
 
 
 def statuses_between(samples: Iterable[Sample], start: float, end: float) -> dict[str, int]:
-    """How many answers of each kind a probe got in [start, end]: {"200": 12, "503": 30, "none": 1}."""
+    """How many answers of each kind a probe got in [start, end]: {"200": 12, "503": 30, "ReadTimeout": 1}.
+
+    A TCP probe's answers are ``connected`` or the connect error.
+    """
     counts: dict[str, int] = {}
     for s in samples:
         if start <= s.t <= end:
-            key = str(s.status) if s.status is not None else "none"
-            counts[key] = counts.get(key, 0) + 1
+            counts[s.answer] = counts.get(s.answer, 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -167,12 +144,12 @@ def witness_transitions(observations: Sequence[Observation], origin_wall: float)
     )
 
 
-def probe_transitions(samples: Sequence[Sample], origin_wall: float) -> list[dict[str, Any]]:
-    def state(s: Sample) -> str:
-        flag = degraded_flag(s)
-        return f"{s.status or s.error}" + (" degraded" if flag else "")
-
-    return _transitions(((s.t, s.wall, state(s)) for s in samples), origin_wall)
+def probe_transitions(
+    samples: Sequence[Sample], origin_wall: float, state: Callable[[Sample], str] | None = None
+) -> list[dict[str, Any]]:
+    """Readiness answers as they changed; ``state`` names one (the profile's: ``200 degraded``)."""
+    name = state or (lambda s: s.answer)
+    return _transitions(((s.t, s.wall, name(s)) for s in samples), origin_wall)
 
 
 def lb_transitions(observations: Sequence[ServerTable], origin_wall: float) -> list[dict[str, Any]]:

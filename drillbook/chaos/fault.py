@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import Field
 
-from drillbook.chaos import analysis as an
 from drillbook.chaos.plan import ChaosPlan
 from drillbook.chaos.witness import Observation, Witness
 from drillbook.core import interrupts
@@ -25,7 +24,7 @@ from drillbook.core.ansible import PlaybookResult, run_playbook
 from drillbook.core.checks import Measurements, witnessed
 from drillbook.core.drill import DrillRun
 from drillbook.core.errors import DrillbookError, TargetUnreachable
-from drillbook.core.probes import check_url, wait_until
+from drillbook.core.probes import wait_until
 
 PLAYBOOK = "chaos.yml"
 
@@ -222,4 +221,5 @@ class Restorer:
                 f"{s.recovery_limit_s:g} s after the start"
             )
         # Give the instances a moment to see it (readiness), without failing the restore on it.
-        wait_until(lambda: all(an.ready(check_url(u, 1.0)) for _n, u in self.plan.readiness_urls), 10.0)
+        ready = self.plan.readiness
+        wait_until(lambda: all(ready.ready(ready.check(i.url, 1.0)) for i in self.plan.instances), 10.0)

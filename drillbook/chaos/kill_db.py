@@ -1,4 +1,9 @@
-"""``chaos.kill-db``: SIGKILL PostgreSQL; readiness must flip to 503 fast, come back, lose nothing."""
+"""``chaos.kill-db``: SIGKILL PostgreSQL; readiness must flip to "not ready" fast, come back, lose nothing.
+
+"Not ready" is the profile's: any status outside ``service_health.ready_status``, a
+timeout or a refused connection (core/readiness.py). A service that answers 500, or
+stops answering, without its database has admitted it as surely as one answering 503.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,10 @@ class KillDbMeasurements(ChaosMeasurements):
 
 
 class KillDb(ChaosDrill[KillDbMeasurements]):
-    """SIGKILL PostgreSQL: readiness must flip to 503 fast, come back after the restart, lose nothing."""
+    """SIGKILL PostgreSQL: readiness must flip to not ready fast, come back after the restart, lose nothing.
+
+    Not ready is the profile's (any non-ready status, a timeout, a refused connection).
+    """
 
     name = "chaos.kill-db"
     runbook = "runbooks/db-outage.md"
@@ -55,18 +63,23 @@ class KillDb(ChaosDrill[KillDbMeasurements]):
         "kill_at_playbook",
     )
 
+    def profile_needs(self) -> list[str]:
+        if self.plan.readiness.tcp:
+            return ["service_health.ready (a TCP connect cannot see the database go away)"]
+        return []
+
     def observe_for(self) -> float:
         return self.s.readiness_flip_limit_s + 0.2
 
     def observed_enough(self, obs: Observers, kill: float) -> bool:
-        return all(f.seen for f in an.flips(obs.samples(), kill, an.status_is(503)))
+        return all(f.seen for f in an.flips(obs.samples(), kill, self.plan.readiness.not_ready))
 
     def flips_table(self, measured: KillDbMeasurements) -> dict[str, float | None]:
         return measured.readiness_flip_by_instance
 
     def measure(self, seen: Seen, common: dict[str, Any], acted: Injected) -> KillDbMeasurements:
         kill = seen.kill.origin
-        flips = an.flips(seen.samples, kill, an.status_is(503), until=seen.restore_cmd)
+        flips = an.flips(seen.samples, kill, self.plan.readiness.not_ready, until=seen.restore_cmd)
         during = {n: an.statuses_between(s, kill, seen.restore_cmd) for n, s in seen.samples.items()}
         m = KillDbMeasurements(
             **common,
@@ -77,9 +90,9 @@ class KillDb(ChaosDrill[KillDbMeasurements]):
         never = [f.name for f in flips if not f.seen]
         if never:
             m.readiness_flip_detail = "; ".join(
-                f"{n} never answered 503 (answers during the outage: {during.get(n)})" for n in never
+                f"{n} never answered not ready (answers during the outage: {during.get(n)})" for n in never
             )
-            if all(set(during.get(n, {})) <= {"200"} for n in never):
+            if all(during.get(n) for n in never):  # answered all along, and every answer was "ready"
                 m.readiness_flip_detail += " - readiness ignores the database"
         answers = [an.seen_at(f.sample) for f in flips if f.sample]
         if flips and len(answers) == len(flips):

@@ -157,7 +157,7 @@ def not_recovered_detail(
     for name, samples in observers.samples().items():
         last = samples[-1] if samples else None
         if last is not None and not recovered(last):
-            parts.append(f"{name} last answered {last.status or last.error}")
+            parts.append(f"{name} last answered {plan.readiness.state(last)}")
     tried = "; ".join(f"{a.action} -> {'ok' if a.ok else a.detail}" for a in attempts) or "nothing"
     parts.append(f"tried: {tried}")
     return "; ".join(parts)
@@ -170,7 +170,10 @@ def write_timeline(run: DrillRun, seen: Seen, origin_wall: float) -> None:
         "origin": iso(origin_wall),
         "kill_witnessed_at_s": round(kill.wall - origin_wall, 3) if kill else None,
         "witness": an.witness_transitions(seen.witness, origin_wall),
-        "probes": {n: an.probe_transitions(s, origin_wall) for n, s in seen.samples.items()},
+        "probes": {
+            n: an.probe_transitions(s, origin_wall, seen.plan.readiness.state)
+            for n, s in seen.samples.items()
+        },
         "haproxy": an.lb_transitions(seen.lb, origin_wall) if seen.lb is not None else [],
         "traffic_per_second": an.per_second(seen.outcomes, origin_wall),
     }

@@ -2,7 +2,8 @@
 
 Four witnesses, each a core/sampling.py sampler with timestamps: the direct
 witness of the target (protocol-level, every 50 ms), a readiness probe per app
-instance, HAProxy's server table (when the inventory names its admin socket),
+instance (as the service profile asks it: path and ready statuses, or TCP),
+HAProxy's server table (when the inventory names its admin socket),
 and background traffic through the load balancer. The drill reads them while
 they run (has the reaction happened yet?) and after they stop (the figures).
 """
@@ -18,7 +19,7 @@ from drillbook.chaos.witness import Check, Observation, Witness, postgres_check,
 from drillbook.core.checks import Measurements
 from drillbook.core.drill import DrillRun
 from drillbook.core.haproxy import HAProxyWatch, ServerTable
-from drillbook.core.probes import Probe, ProbeSet, Sample
+from drillbook.core.probes import ProbeSet, Sample
 from drillbook.core.traffic import Outcome, Traffic
 
 SampleJudge = Callable[[Sample], bool]
@@ -52,8 +53,8 @@ class Observers:
             plan.target.service, witness_check(plan), s.witness_interval_s, plan.target.address
         )
         self.probes = ProbeSet(
-            Probe(name, url, interval_s=s.probe_interval_s, timeout_s=s.probe_timeout_s, keep_body=True)
-            for name, url in plan.readiness_urls
+            plan.readiness.probe(i.name, i.url, interval_s=s.probe_interval_s, timeout_s=s.probe_timeout_s)
+            for i in plan.instances
         )
         self.lb = (
             HAProxyWatch(plan.haproxy_socket, plan.haproxy_backend, s.probe_interval_s)
@@ -118,7 +119,7 @@ class Observers:
         for name, window in self.samples().items():
             unsteady = [x for x in window if not steady(x)]
             if not window or unsteady:
-                first = f", first bad: {unsteady[0].status or unsteady[0].error} {unsteady[0].body or ''}"
+                first = f", first bad: {self.plan.readiness.state(unsteady[0])} {unsteady[0].body or ''}"
                 counts = an.statuses_between(window, 0.0, time.monotonic())
                 bad.append(f"{name}: {counts or 'no answer yet'}{first[:200] if unsteady else ''}")
         observations = self.observations()

@@ -5,9 +5,13 @@ prints ``--dry-run`` and refuses a production inventory. Everything comes from
 the inventory: which host pattern holds the database, cache or app instances
 (``chaos_*_target``), how each service's main process is found (the roles'
 ``service_manager``: a pid file or a systemd unit), where the witnesses and
-probes look (the topology's DSN and URLs), and the thresholds the drill is
-judged against (``chaos_*`` in ``group_vars``, validated by
-:class:`ChaosSettings`).
+probes look (the topology's DSN and URLs), how readiness is asked and what
+"not ready" and "degraded" mean (the service profile's ``service_health``,
+core/readiness.py), and the thresholds the drill is judged against
+(``chaos_*`` in ``group_vars``, validated by :class:`ChaosSettings`).
+
+kill-redis is refused, in one line, where it cannot mean anything: the profile
+says ``service_uses_redis: false``, or the inventory has no cache group.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from drillbook.core.guard import refuse_production
 from drillbook.core.health import redact
 from drillbook.core.inventory import AppInstance, Inventory
 from drillbook.core.paths import ROLES
+from drillbook.core.profile import load_profile
+from drillbook.core.readiness import Readiness
 
 Fault = Literal["kill-db", "kill-redis", "kill-app"]
 WitnessKind = Literal["postgres", "redis", "tcp"]
@@ -35,7 +41,8 @@ class ChaosSettings(BaseModel):
 
     # Judged limits.
     readiness_flip_limit_s: float = Field(5.0, gt=0)
-    degraded_flip_limit_s: float = Field(5.0, gt=0)
+    #: None: not judged (also what kill-redis uses when the profile has no degraded signal).
+    degraded_flip_limit_s: float | None = Field(5.0, gt=0)
     recovery_limit_s: float = Field(60.0, gt=0)
     outage_p95_limit_ms: float = Field(1000.0, gt=0)
     redis_latency_p95_limit_ms: float = Field(250.0, gt=0)
@@ -57,7 +64,9 @@ class ChaosSettings(BaseModel):
     db_target: str = "db"
     cache_target: str = "cache"
     app_target: str = "app"
-    cache_key_template: str = "refsvc:item:{id}"
+    #: The Redis key of the marker once read through the service (``{id}``: its captured id);
+    #: None: ``cache_back`` is not judged (the cache is the service's business).
+    cache_key_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,11 +100,13 @@ class ChaosPlan:
     haproxy_socket: str | None
     haproxy_backend: str
     settings: ChaosSettings
+    readiness: Readiness
     killed_instance: AppInstance | None = None
 
     @property
     def readiness_urls(self) -> list[tuple[str, str]]:
-        return [(i.name, f"{i.url}/health/ready") for i in self.instances]
+        """(instance, readiness URL or ``tcp://host:port``) from the profile."""
+        return [(i.name, self.readiness.url(i.url)) for i in self.instances]
 
 
 SERVICES: dict[Fault, tuple[str, str]] = {
@@ -168,6 +179,7 @@ def build_plan(
     """Resolve targets, processes, witnesses and probes for ``fault`` against ``inv``."""
     topo = inv.topology
     service, role = SERVICES[fault]
+    profile = load_profile(inv)
     if not topo.app_instances:
         raise ConfigError(f"inventory {inv.name} has no app hosts: nothing to probe")
     killed: AppInstance | None = None
@@ -178,6 +190,10 @@ def build_plan(
         host, port, kind = addr.host, addr.port, "postgres"
         pg_user, pg_db = addr.user, addr.database
     elif fault == "kill-redis":
+        if not profile.uses_redis:
+            raise ConfigError(
+                f"inventory {inv.name}: service_uses_redis is false, the service has no Redis to lose"
+            )
         if not topo.redis_url:
             raise ConfigError(f"inventory {inv.name} has no cache group: no Redis to kill")
         pattern = settings.cache_target
@@ -219,26 +235,28 @@ def build_plan(
         haproxy_socket=topo.haproxy_socket,
         haproxy_backend=topo.haproxy_backend,
         settings=settings,
+        readiness=Readiness(profile.health),
         killed_instance=killed,
     )
 
 
 WHAT_IS_VERIFIED: dict[Fault, list[str]] = {
     "kill-db": [
-        "every instance's /health/ready answers 503 within {readiness_flip_limit_s} s "
-        "of the witnessed kill (readiness_flip_s, slowest instance)",
-        "every instance ready (200) again within {recovery_limit_s} s of the start command (recovery_s)",
+        "every instance's readiness answers not ready (any non-ready status, a timeout or a refused "
+        "connection) within {readiness_flip_limit_s} s of the witnessed kill "
+        "(readiness_flip_s, slowest instance)",
+        "every instance ready again within {recovery_limit_s} s of the start command (recovery_s)",
         "requests during the outage fail fast: p95 <= {outage_p95_limit_ms} ms (outage_p95_ms)",
         "the marker row written before the kill is still in the database (data_intact)",
     ],
     "kill-redis": [
-        "every instance's /health/ready stays 200 and reports degraded=true "
-        "within {degraded_flip_limit_s} s of the witnessed kill (degraded_flip_s)",
-        "items API (reads and writes) keeps answering correctly: "
-        "error_pct_during_outage <= {redis_error_pct_limit} %",
+        "every instance stays ready and says it is degraded (the profile's degraded signal) "
+        "within {degraded_flip_limit_s} s of the witnessed kill (degraded_flip_s; "
+        "not judged when the profile has no degraded signal)",
+        "the service keeps answering correctly: error_pct_during_outage <= {redis_error_pct_limit} %",
         "latency during the outage: p95 <= {redis_latency_p95_limit_ms} ms (outage_p95_ms)",
-        "cache back after restart: degraded=false everywhere within {recovery_limit_s} s "
-        "(recovery_s) and items cached in Redis again",
+        "back after restart: ready and not degraded everywhere within {recovery_limit_s} s "
+        "(recovery_s); with chaos_cache_key_template, the marker cached in Redis again (cache_back)",
         "the marker row is intact in the database (data_intact)",
     ],
     "kill-app": [
@@ -273,23 +291,26 @@ def format_plan(plan: ChaosPlan, *, duration_s: float, traffic_rps: float, allow
             f"  HAProxy {plan.haproxy_socket} backend {plan.haproxy_backend}: server status "
             f"every {s.probe_interval_s * 1000:g} ms"
         )
-    lines += ["", "probes:"]
+    lines += ["", f"probes ({plan.readiness.describe()}):"]
     for name, url in plan.readiness_urls:
+        verb = "connect" if plan.readiness.tcp else "GET"
         lines.append(
-            f"  {name}: GET {url} every {s.probe_interval_s * 1000:g} ms, timeout {s.probe_timeout_s:g} s"
+            f"  {name}: {verb} {url} every {s.probe_interval_s * 1000:g} ms, timeout {s.probe_timeout_s:g} s"
         )
     lines += [
         "",
-        f"traffic: {traffic_rps:g} requests/s to {plan.lb_url} (item reads checked, writes, listings), "
+        f"traffic: {traffic_rps:g} requests/s to {plan.lb_url} (the profile's service_traffic), "
         f"timeout {s.traffic_timeout_s:g} s",
-        f"marker: one item written before the kill, checked afterwards in {plan.postgres}",
+        "marker: the profile's service_marker written before the kill, "
+        f"checked afterwards in {plan.postgres}",
         "",
         "steady state first: every piece healthy (PostgreSQL, Redis, each instance's readiness, HAProxy, "
         "load balancer); otherwise no fault is injected",
         "",
         "verified:",
     ]
-    lines += [f"  - {text.format(**s.model_dump())}" for text in WHAT_IS_VERIFIED[plan.fault]]
+    limits = {k: ("(not judged)" if v is None else v) for k, v in s.model_dump().items()}
+    lines += [f"  - {text.format(**limits)}" for text in WHAT_IS_VERIFIED[plan.fault]]
     if not allowed:
         lines += ["", "refused: this inventory is production; add --allow-production to run it"]
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import DrillbookError, TargetUnreachable
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import wait_until
+from drillbook.core.readiness import Readiness
 
 PLAYBOOK = "chaos.yml"
 
@@ -138,11 +139,12 @@ class Recover(Drill[list[Service], None, Recovered]):
 
     def observe(self, run: DrillRun, plan: list[Service], acted: None) -> Recovered:
         topo = run.inventory.topology
+        readiness = Readiness.of(run.inventory)
         last: list[health.Health] = []
 
         def all_healthy() -> bool:
             nonlocal last
-            last = health.service(topo)
+            last = health.service(topo, readiness)
             return all(p.ok for p in last)
 
         waited = wait_until(all_healthy, self.s.recovery_limit_s, 0.25)

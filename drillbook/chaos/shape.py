@@ -38,8 +38,9 @@ from drillbook.chaos.plan import ChaosPlan, Fault, build_plan, guard_production,
 from drillbook.chaos.witness import Observation, Witness
 from drillbook.core import health
 from drillbook.core.drill import Drill, DrillRun
+from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
-from drillbook.core.probes import Sample, check_url
+from drillbook.core.probes import Sample
 from drillbook.core.traffic import Traffic
 
 M = TypeVar("M", bound=ChaosMeasurements)
@@ -115,6 +116,9 @@ class ChaosDrill(Drill[Steady, Injected, M]):
     def preflight(self, run: DrillRun) -> Steady:
         origin = time.time()
         guard_production(run.inventory, self.allow_production)
+        lacking = self.profile_needs()
+        if lacking:
+            raise ConfigError(f"{self.name} cannot measure without {'; '.join(lacking)}")
         t = self.plan.target
         run.measure("target", {"service": t.service, "hosts": list(t.hosts), "process": t.process})
         run.note(f"target: {t.service} on {', '.join(t.hosts)} ({t.process})")
@@ -124,17 +128,19 @@ class ChaosDrill(Drill[Steady, Injected, M]):
 
     def act(self, run: DrillRun, plan: Steady) -> Injected:
         s = self.s
+        work = workload.Workload.for_inventory(run.inventory)
+        run.on_restore("close the workload's connections", work.close)
         with run.phase("marker"):
-            marker = workload.write_marker(self.plan.lb_url)
+            marker = workload.write_marker(work)
+            run.on_restore("remove the marker", lambda: workload.cleanup_marker(marker))
             ok, detail = workload.marker_in_db(plan.dsn, marker)
             run.require("marker_written", ok, True, ok, detail)
-            run.measure("marker_item_id", marker.item_id, witness="row read back from PostgreSQL")
+            run.measure("marker_key", marker.key, witness="the marker's verify steps (service_marker)")
         ledger = workload.WriteLedger()
-        items = workload.seed(self.plan.lb_url)
         traffic = Traffic(
             self.plan.lb_url,
             self.traffic_rps,
-            workload.chaos_mix(items, ledger),
+            workload.traffic_source(work, ledger),
             timeout_s=s.traffic_timeout_s,
         )
         observers = Observers(self.plan, traffic)
@@ -201,7 +207,7 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return measured
 
     def restore(self, run: DrillRun) -> None:
-        pieces = health.service(run.inventory.topology)
+        pieces = health.service(run.inventory.topology, self.plan.readiness)
         bad = [f"{p.piece}: {p.detail}" for p in pieces if not p.ok]
         run.measure("healthy_after", not bad)
         if bad:
@@ -226,7 +232,7 @@ class ChaosDrill(Drill[Steady, Injected, M]):
 
     # -- steady state and recovery ----------------------------------------------------
     def _steady_state(self, run: DrillRun) -> None:
-        pieces = health.service(run.inventory.topology)
+        pieces = health.service(run.inventory.topology, self.plan.readiness)
         bad = [f"{p.piece}: {p.detail}" for p in pieces if not p.ok]
         run.require(
             "steady_state",
@@ -236,10 +242,11 @@ class ChaosDrill(Drill[Steady, Injected, M]):
             "; ".join(bad) + " - no fault injected" if bad else "",
         )
         degraded = []
-        for name, url in self.plan.readiness_urls:
-            sample = check_url(url, self.s.probe_timeout_s)
+        for inst in self.plan.instances:
+            sample = self.plan.readiness.check(inst.url, self.s.probe_timeout_s)
             if not self.steady_sample(sample):
-                degraded.append(f"{name}: {sample.status or sample.error} {(sample.body or '')[:80]}")
+                state = self.plan.readiness.state(sample)
+                degraded.append(f"{inst.name}: {state} {(sample.body or '')[:80]}")
         run.require(
             "steady_state_readiness",
             not degraded,
@@ -275,13 +282,17 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return back, None
 
     # -- hooks ------------------------------------------------------------------------
+    def profile_needs(self) -> list[str]:
+        """What the fault needs from the service profile and lacks: the variable, and why."""
+        return []
+
     def judged_settings(self, plan: ChaosPlan) -> Any:
         """The settings the checks read their limits from (a fault may switch off what it cannot see)."""
         return plan.settings
 
     def steady_sample(self, sample: Sample) -> bool:
-        """A readiness answer that counts as steady state before the fault."""
-        return an.ready(sample)
+        """A readiness answer that counts as steady state before the fault (the profile's "ready")."""
+        return self.plan.readiness.ready(sample)
 
     def observe_for(self) -> float:
         """Seconds after the kill the hold must last at least, unless ``observed_enough``."""
@@ -291,8 +302,8 @@ class ChaosDrill(Drill[Steady, Injected, M]):
         return True
 
     def recovered_sample(self, sample: Sample) -> bool:
-        """What a probe answer looks like when this instance has recovered."""
-        return an.ready(sample)
+        """What a probe answer looks like when this instance has recovered (the profile's "ready")."""
+        return self.plan.readiness.ready(sample)
 
     def recovered_at(self, obs: Observers, back: float, restore_cmd: float) -> float | None:
         """When every instance answered "recovered" after the service came back (None: not yet)."""

@@ -1,147 +1,147 @@
 """What the service holds and serves during a chaos drill, and how the drill checks it afterwards.
 
-* A marker row, written through the API before the fault and looked up in the
-  database itself afterwards: the database is the witness that nothing was lost,
-  not the API that wrote it.
-* Background traffic whose writes are remembered when acknowledged (HTTP 201):
-  every acknowledged write must be in the database after the restart too.
-* The cache: after Redis comes back, reading an item through the load balancer
-  must put it in Redis again, seen by asking Redis directly.
+Everything here comes from the inventory's service profile (docs/service-profile.md)
+and goes through core/flow.py; no path or table of any service is named in code.
+
+* The marker (``service_marker``): its ``write`` step runs through the load
+  balancer before the fault, capturing what identifies the write; its ``verify``
+  steps run after recovery (a read through the API and, where declared, a SQL
+  check on the database itself: the database is the witness that nothing was lost,
+  not the API that wrote it); its ``cleanup`` steps run at restore.
+* Background traffic (``service_traffic.requests``): weighted steps, each answer
+  judged like a flow step; every write the service acknowledged is kept with its
+  captured values and looked up afterwards with ``service_traffic.verify_sql``.
+* The cache: after Redis comes back, reading the marker back through the load
+  balancer must put it in Redis again, seen by asking Redis directly.
 """
 
 from __future__ import annotations
 
-import random
-import threading
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-import httpx
+from drillbook.core.errors import ConfigError, TargetUnreachable
+from drillbook.core.flow import Flow, StepResult
+from drillbook.core.inventory import Inventory
+from drillbook.core.profile import Marker as MarkerSpec
+from drillbook.core.profile import ServiceProfile, load_profile
+from drillbook.core.traffic import Acknowledged, RequestSource, StepMix, sql_verify_all
 
-from drillbook.core.errors import TargetUnreachable
-from drillbook.core.traffic import Request, RequestSource
 
-MARKER_NAME = "drillbook-chaos-marker"
-TRAFFIC_NAME = "drillbook-chaos-traffic"
+@dataclass
+class Workload:
+    """The profile's marker and traffic against one inventory's service (one flow, one run id)."""
+
+    flow: Flow
+    marker: MarkerSpec
+
+    @classmethod
+    def for_inventory(cls, inv: Inventory, profile: ServiceProfile | None = None) -> Workload:
+        """The workload of ``inv``'s profile; one line naming the variable when it cannot be built."""
+        profile = profile or load_profile(inv)
+        if profile.marker is None:
+            raise ConfigError(
+                f"inventory {inv.name}: service_marker is not set: a chaos drill writes a marker before "
+                "the fault and looks for it afterwards (docs/service-profile.md)"
+            )
+        traffic = profile.traffic
+        if not traffic.requests and traffic.locustfile:
+            raise ConfigError(
+                f"inventory {inv.name}: service_traffic.locustfile is used by load.run only; chaos drills "
+                "need service_traffic.requests (weighted steps) for their background traffic"
+            )
+        if any(s.writes for s in traffic.requests) and traffic.verify_sql is None:
+            raise ConfigError(
+                f"inventory {inv.name}: service_traffic has write steps but no verify_sql: acknowledged "
+                "writes could not be looked up after the fault"
+            )
+        return cls(Flow.for_inventory(inv, profile), profile.marker)
+
+    def close(self) -> None:
+        self.flow.close()
 
 
 @dataclass(frozen=True)
 class Marker:
-    item_id: int
-    value: str
+    """The write made before the fault: its captured values, and how to verify and remove it."""
+
+    values: dict[str, Any]
+    work: Workload = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """What identifies the write: the first value the write step captured (or the run id)."""
+        names = list(self.work.marker.write.capture)
+        return str(self.values[names[0]] if names else self.values.get("run_id", ""))
 
 
-def write_marker(lb_url: str, timeout_s: float = 5.0) -> Marker:
-    """Create the marker item through the load balancer (a real write on the real path)."""
-    value = f"chaos-{uuid.uuid4().hex}"
-    try:
-        with httpx.Client(base_url=lb_url, timeout=timeout_s, transport=httpx.HTTPTransport(retries=0)) as c:
-            resp = c.post("/items", json={"name": MARKER_NAME, "value": value})
-    except httpx.HTTPError as exc:
-        raise TargetUnreachable(f"could not write the marker item through {lb_url}: {exc}") from exc
-    if resp.status_code != 201:
-        raise TargetUnreachable(
-            f"could not write the marker item through {lb_url}: HTTP {resp.status_code} {resp.text[:120]}"
-        )
-    return Marker(int(resp.json()["id"]), value)
+def write_marker(work: Workload) -> Marker:
+    """Run the marker's write step through the load balancer (a real write on the real path)."""
+    result = work.flow.run([work.marker.write])[-1]
+    if not result.ok:
+        raise TargetUnreachable(f"could not write the marker ({result.name}): {result.detail}")
+    return Marker(dict(work.flow.values), work)
 
 
-def marker_in_db(dsn: str, marker: Marker, timeout_s: int = 3) -> tuple[bool, str]:
-    """(intact, detail): the marker row read back from PostgreSQL with a fresh connection."""
-    import psycopg
-
-    try:
-        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
-            row = conn.execute("SELECT value FROM items WHERE id = %s", (marker.item_id,)).fetchone()
-    except psycopg.Error as exc:
-        return False, f"database not readable: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}"
-    if row is None:
-        return False, f"marker row id {marker.item_id} is missing"
-    if row[0] != marker.value:
-        return False, f"marker row id {marker.item_id} has value {row[0]!r}, expected {marker.value!r}"
-    return True, f"marker row id {marker.item_id} present with its value"
+def _verdict(results: list[StepResult]) -> tuple[bool, str]:
+    bad = [r for r in results if not r.ok]
+    text = "; ".join(f"{r.name}: {r.detail}" for r in (bad or results))
+    return not bad, text
 
 
-def writes_in_db(dsn: str, values: list[str], timeout_s: int = 3) -> tuple[int | None, str]:
-    """How many of the acknowledged writes are missing from the database (None: could not tell)."""
-    import psycopg
-
-    if not values:
-        return 0, "no acknowledged writes"
-    try:
-        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(DISTINCT value) FROM items WHERE name = %s AND value = ANY(%s)",
-                (TRAFFIC_NAME, values),
-            ).fetchone()
-    except psycopg.Error as exc:
-        return None, f"database not readable: {exc}"
-    found = int(row[0]) if row else 0
-    return len(set(values)) - found, f"{found} of {len(set(values))} acknowledged writes found"
+def marker_in_db(dsn: str, marker: Marker) -> tuple[bool, str]:
+    """(intact, detail): the marker's verify steps after the fault (their SQL checks on ``dsn``)."""
+    verify = marker.work.marker.verify
+    if not verify:
+        return False, "service_marker.verify declares no check: the marker cannot be verified"
+    flow = marker.work.flow
+    flow.dsn = dsn
+    flow.values.update(marker.values)
+    return _verdict(flow.run(verify))
 
 
-def seed(lb_url: str, count: int = 20, timeout_s: float = 5.0) -> dict[int, str]:
-    """Items the traffic reads back and checks."""
-    items: dict[int, str] = {}
-    with httpx.Client(base_url=lb_url, timeout=timeout_s, transport=httpx.HTTPTransport(retries=0)) as c:
-        for _ in range(count):
-            value = f"seed-{uuid.uuid4().hex}"
-            resp = c.post("/items", json={"name": TRAFFIC_NAME, "value": value})
-            if resp.status_code != 201:
-                raise TargetUnreachable(f"could not seed items through {lb_url}: HTTP {resp.status_code}")
-            items[int(resp.json()["id"])] = value
-    return items
+def read_back(marker: Marker, times: int = 2) -> list[int | None]:
+    """Run the marker's verify steps ``times`` over (a read through the load balancer fills a cache)."""
+    statuses: list[int | None] = []
+    marker.work.flow.values.update(marker.values)
+    for _ in range(times):
+        statuses += [r.status for r in marker.work.flow.run(marker.work.marker.verify)]
+    return statuses
+
+
+def cleanup_marker(marker: Marker) -> None:
+    """The marker's cleanup steps (restore): the drill leaves no row of its own behind."""
+    if marker.work.marker.cleanup:
+        marker.work.flow.values.update(marker.values)
+        marker.work.flow.run(marker.work.marker.cleanup)
 
 
 @dataclass
 class WriteLedger:
-    """Values of writes the service acknowledged (thread-safe: traffic workers append)."""
+    """Writes the background traffic saw acknowledged (filled by :func:`traffic_source`'s mix)."""
 
-    values: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    mix: StepMix | None = None
 
-    def acknowledged(self, value: str) -> Callable[[httpx.Response], bool]:
-        def expect(resp: httpx.Response) -> bool:
-            if resp.status_code != 201:
-                return False
-            with self._lock:
-                self.values.append(value)
-            return True
-
-        return expect
-
-    def snapshot(self) -> list[str]:
-        with self._lock:
-            return list(self.values)
+    def snapshot(self) -> list[Acknowledged]:
+        return self.mix.acknowledged() if self.mix is not None else []
 
 
-def chaos_mix(items: dict[int, str], ledger: WriteLedger, write_share: float = 0.2) -> RequestSource:
-    """Checked reads of known items, writes remembered when acknowledged, and listing pages."""
-    ids = list(items)
-    run = uuid.uuid4().hex[:8]
-    rng = random.Random()
+def traffic_source(work: Workload, ledger: WriteLedger) -> RequestSource:
+    """The profile's weighted traffic steps, with auth; acknowledged writes go to ``ledger``."""
+    traffic = work.flow.profile.traffic
+    mix = StepMix(
+        traffic.requests,
+        auth=work.flow.auth_headers(),
+        values={"run_id": work.flow.values["run_id"]},
+        verify=traffic.verify_sql,
+    )
+    ledger.mix = mix
+    return mix
 
-    def read_expect(item_id: int) -> Callable[[httpx.Response], bool]:
-        return lambda resp: resp.status_code == 200 and resp.json().get("value") == items[item_id]
 
-    def source(k: int) -> Request:
-        roll = rng.random()
-        if roll < write_share:
-            value = f"w-{run}-{k}"
-            return Request(
-                "POST /items",
-                "POST",
-                "/items",
-                json={"name": TRAFFIC_NAME, "value": value},
-                expect=ledger.acknowledged(value),
-            )
-        if roll < write_share + 0.05:
-            return Request("GET /items", "GET", "/items?limit=10")
-        item_id = ids[k % len(ids)]
-        return Request("GET /items/{id}", "GET", f"/items/{item_id}", expect=read_expect(item_id))
-
-    return source
+def writes_in_db(dsn: str, acknowledged: list[Acknowledged]) -> tuple[int | None, str]:
+    """How many acknowledged writes are missing from the database (None: could not tell)."""
+    return sql_verify_all(dsn, acknowledged)
 
 
 def cache_holds(redis_url: str, key: str, timeout_s: float = 0.5) -> tuple[bool, str]:
@@ -163,15 +163,3 @@ def cache_holds(redis_url: str, key: str, timeout_s: float = 0.5) -> tuple[bool,
         return False, f"Redis: {exc}"
     finally:
         client.close()
-
-
-def read_through_lb(lb_url: str, item_id: int, times: int = 2, timeout_s: float = 2.0) -> list[int | None]:
-    """Read an item a few times through the load balancer (fills the cache on a miss)."""
-    codes: list[int | None] = []
-    with httpx.Client(base_url=lb_url, timeout=timeout_s, transport=httpx.HTTPTransport(retries=0)) as c:
-        for _ in range(times):
-            try:
-                codes.append(c.get(f"/items/{item_id}").status_code)
-            except httpx.HTTPError:
-                codes.append(None)
-    return codes

@@ -104,22 +104,13 @@ class DrillRun:
     def check(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> bool:
         """Record a named comparison; a failed one makes the verdict ``fail`` (the drill goes on).
 
-        Drills on the declared-checks shape do not call this: core's verify does.
+        Drills do not judge their measurements with this (core's verify evaluates their
+        declared checks); :meth:`require` uses it for the conditions a drill cannot go on without.
         """
         self.journal.checks.append(Check(name=name, value=value, limit=limit, ok=bool(ok), detail=detail))
         mark = "[green]ok[/green]" if ok else "[red]FAIL[/red]"
         self.progress(f"check {name}: {value} (limit {limit}) {mark}" + (f" - {detail}" if detail else ""))
         return bool(ok)
-
-    def check_at_most(self, name: str, value: float | None, limit: float, detail: str = "") -> bool:
-        """``value <= limit``; a missing value (never measured) fails."""
-        return self.check(name, value, f"<= {limit}", value is not None and value <= limit, detail)
-
-    def check_at_least(self, name: str, value: float | None, limit: float, detail: str = "") -> bool:
-        return self.check(name, value, f">= {limit}", value is not None and value >= limit, detail)
-
-    def check_true(self, name: str, value: bool, detail: str = "") -> bool:
-        return self.check(name, value, True, value is True, detail)
 
     def require(self, name: str, value: Any, limit: Any, ok: bool, detail: str = "") -> None:
         """A check that stops the drill when it fails.
@@ -257,41 +248,9 @@ class Drill(Generic[PlanT, ActedT, MeasuredT]):
         return ""
 
 
-class LegacyDrill:
-    """The earlier shape: phases that share state on ``self`` and judge in ``verify``.
-
-    Kept while drills move to :class:`Drill`; :func:`execute` runs both.
-    """
-
-    name: ClassVar[str] = "drill"
-    runbook: ClassVar[str | None] = None
-
-    def __init__(self, thresholds: BaseModel | None = None, **options: Any) -> None:
-        self.thresholds = thresholds
-        self.options = options
-
-    def preflight(self, run: DrillRun) -> None:
-        """Validate, check the steady state. Raise CheckFailed to refuse to act."""
-
-    def act(self, run: DrillRun) -> None:
-        """Make the change; register undo actions with run.on_restore."""
-
-    def observe(self, run: DrillRun) -> None:
-        """Sample probes and metrics on a clock."""
-
-    def verify(self, run: DrillRun) -> None:
-        """Compare measurements with thresholds through run.check*."""
-
-    def restore(self, run: DrillRun) -> None:
-        """Final, idempotent clean-up after the undo actions."""
-
-    def report(self, run: DrillRun) -> str:
-        """Extra Markdown for summary.md."""
-        return ""
-
-
-AnyDrill = Drill[Any, Any, Any] | LegacyDrill
-DrillClass = type[Drill[Any, Any, Any]] | type[LegacyDrill]
+#: Any drill, whatever its phase types (what the task layer and the demo hand to :func:`execute`).
+AnyDrill = Drill[Any, Any, Any]
+DrillClass = type[Drill[Any, Any, Any]]
 
 
 def execute(drill: AnyDrill, ctx: DrillContext) -> Journal:
@@ -352,12 +311,6 @@ class _Lifecycle:
 
     def run(self) -> None:
         drill, run = self.drill, self.run_
-        if isinstance(drill, LegacyDrill):
-            for name in LIFECYCLE:
-                self.phase = name
-                with run.phase(name):
-                    getattr(drill, name)(run)
-            return
         self.phase = "preflight"
         with run.phase("preflight"):
             plan = drill.preflight(run)
@@ -397,7 +350,7 @@ def _finish(drill: AnyDrill, run: DrillRun, measured: BaseModel | None) -> None:
         journal.finished_at = utc_now()
         extra = ""
         try:
-            extra = drill.report(run) if isinstance(drill, LegacyDrill) else drill.report(run, measured)
+            extra = drill.report(run, measured)
         except Exception as exc:
             journal.notes.append(f"report extras failed: {_describe(exc)}")
         write_report_text(run.report_dir / "summary.md", summary_markdown(journal, extra))

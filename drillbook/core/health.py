@@ -3,6 +3,8 @@
 Used by ``lab.status``, by the steady-state checks of drills and by ``smoke``.
 Each check has a short timeout and no retries, and returns a :class:`Health`
 instead of raising: a status page must show every piece even when one is down.
+Instances and the load balancer are asked for readiness the way the service
+profile says (core/readiness.py): its path and ready statuses, or a TCP connect.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from drillbook.core.haproxy import HAProxy
-from drillbook.core.inventory import Topology
-from drillbook.core.probes import check_url
+from drillbook.core.inventory import Inventory, Topology
+from drillbook.core.probes import Sample, check_url
+from drillbook.core.profile import Health as HealthProfile
+from drillbook.core.readiness import Readiness
 
 
 @dataclass(frozen=True)
@@ -90,14 +94,25 @@ def redis(url: str, timeout_s: float = 1.0) -> Health:
     return _timed("redis", url, probe)
 
 
-def http(piece: str, url: str, timeout_s: float = 2.0) -> Health:
+def http(
+    piece: str, url: str, timeout_s: float = 2.0, judge: Callable[[Sample], bool] | None = None
+) -> Health:
+    """One probe of ``url`` (``tcp://`` connects), good by ``judge`` (default: 2xx / connected)."""
+
     def probe() -> str:
         sample = check_url(url, timeout_s)
-        if not sample.ok:
-            raise RuntimeError(f"HTTP {sample.status or sample.error}")
-        return f"HTTP {sample.status}" + (f" {sample.body[:80]}" if sample.body else "")
+        what = "TCP" if sample.connected is not None else "HTTP"
+        good = judge(sample) if judge else sample.ok
+        if not good:
+            raise RuntimeError(f"{what} {sample.answer}")
+        return f"{what} {sample.answer}" + (f" {sample.body[:80]}" if sample.body else "")
 
     return _timed(piece, url, probe)
+
+
+def ready(piece: str, base_url: str, readiness: Readiness) -> Health:
+    """The readiness of one instance (or the load balancer), as the profile defines it."""
+    return http(piece, readiness.url(base_url), readiness.health.timeout_s, readiness.ready)
 
 
 def haproxy(address: str, backend: str) -> Health:
@@ -111,16 +126,27 @@ def haproxy(address: str, backend: str) -> Health:
     return _timed("haproxy", address, probe)
 
 
-def service(topo: Topology) -> list[Health]:
-    """Every piece of the service: database, cache, each instance's readiness, the load balancer."""
+def service(topo: Topology, readiness: Readiness | None = None) -> list[Health]:
+    """Every piece of the service: database, cache, each instance's readiness, the load balancer.
+
+    ``readiness`` is the profile's (:func:`of_inventory` passes it); without one, an
+    instance is asked with a TCP connect, which is what a profile with no readiness
+    path means too.
+    """
+    readiness = readiness or Readiness(HealthProfile())
     pieces = [postgres(topo.postgres_dsn)]
     if topo.redis_url:
         pieces.append(redis(topo.redis_url))
-    pieces += [http(inst.name, f"{inst.url}/health/ready") for inst in topo.app_instances]
+    pieces += [ready(inst.name, inst.url, readiness) for inst in topo.app_instances]
     if topo.haproxy_socket:
         pieces.append(haproxy(topo.haproxy_socket, topo.haproxy_backend))
-    pieces.append(http("lb", f"{topo.lb_url}/health/ready"))
+    pieces.append(ready("lb", topo.lb_url, readiness))
     return pieces
+
+
+def of_inventory(inv: Inventory) -> list[Health]:
+    """:func:`service` with the inventory's own readiness (its service profile)."""
+    return service(inv.topology, Readiness.of(inv))
 
 
 def _redact(dsn: str) -> str:

@@ -279,8 +279,9 @@ class Inventory:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
+            given = values.get(str(err["loc"][0])) if err["loc"] else None
             raise ConfigError(
-                f"inventory {self.name}: variable {prefix}{field}={values.get(field)!r}: {err['msg']}"
+                f"inventory {self.name}: variable {prefix}{field}={given!r}: {err['msg']}"
             ) from exc
 
     # -- derived facts -----------------------------------------------------

@@ -5,10 +5,14 @@ sample k is due at start + k x interval; the loop is core/sampling.py's), record
 status and latency with both a monotonic and a wall-clock timestamp, and answers "when did it first go bad
 after t, and when good again". Each request has a short timeout and no retries:
 a retry would hide exactly the outage a drill is trying to see.
+
+A ``tcp://host:port`` URL is a TCP connect instead of a request: the readiness of a
+service whose profile gives no readiness path (core/readiness.py).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,10 +33,23 @@ class Sample:
     latency_ms: float
     error: str | None = None
     body: str | None = None
+    #: Response headers (lower-case names), kept with the body.
+    headers: dict[str, str] | None = None
+    #: A TCP probe's answer: True connected, False not; None for an HTTP probe.
+    connected: bool | None = None
 
     @property
     def ok(self) -> bool:
+        if self.connected is not None:
+            return self.connected
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def answer(self) -> str:
+        """What the probe got, in one word: ``200``, ``connected``, ``ConnectError``."""
+        if self.connected is not None:
+            return "connected" if self.connected else (self.error or "refused")
+        return str(self.status) if self.status is not None else (self.error or "none")
 
 
 Judge = Callable[[Sample], bool]
@@ -54,8 +71,30 @@ class Probe:
     keep_body: bool = False
 
 
+def tcp_address(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``tcp://host:port`` probe URL, None for an HTTP one."""
+    if not url.startswith("tcp://"):
+        return None
+    host, _, port = url[len("tcp://") :].rstrip("/").rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _connect(probe: Probe, address: tuple[str, int]) -> Sample:
+    wall, t0 = time.time(), time.monotonic()
+    try:
+        with socket.create_connection(address, timeout=probe.timeout_s):
+            connected, error = True, None
+    except OSError as exc:
+        connected, error = False, type(exc).__name__
+    latency = (time.monotonic() - t0) * 1000
+    return Sample(t=t0, wall=wall, status=None, latency_ms=latency, error=error, connected=connected)
+
+
 def sample_once(client: httpx.Client, probe: Probe) -> Sample:
-    """One request; never raises, a transport error is a sample with status None."""
+    """One request (or TCP connect); never raises, a transport error is a sample with status None."""
+    address = tcp_address(probe.url)
+    if address is not None:
+        return _connect(probe, address)
     wall, t0 = time.time(), time.monotonic()
     try:
         resp = client.get(probe.url, timeout=probe.timeout_s)
@@ -65,6 +104,7 @@ def sample_once(client: httpx.Client, probe: Probe) -> Sample:
             status=resp.status_code,
             latency_ms=(time.monotonic() - t0) * 1000,
             body=resp.text[:2000] if probe.keep_body else None,
+            headers={k.lower(): v for k, v in resp.headers.items()} if probe.keep_body else None,
         )
     except httpx.HTTPError as exc:
         return Sample(
@@ -176,6 +216,6 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
 
 
 def check_url(url: str, timeout_s: float = 2.0) -> Sample:
-    """A single probe of ``url`` (steady-state checks, lab status)."""
+    """A single probe of ``url`` (steady-state checks, lab status); ``tcp://host:port`` connects."""
     with httpx.Client(transport=httpx.HTTPTransport(retries=0)) as client:
         return sample_once(client, Probe(name=url, url=url, timeout_s=timeout_s, keep_body=True))

@@ -6,12 +6,18 @@ request k is due at start + k / rps whether or not earlier ones finished) by a
 pool of worker threads, each with a short timeout and no retries, and every
 request is recorded with its timestamp, endpoint, status, latency and whether
 the answer was correct (not only "not 5xx": a read returns what was written).
+
+:class:`StepMix` makes the schedule's requests from a service profile's weighted
+steps (``service_traffic``): each answer judged like a flow step (core/flow.py),
+and every write the service acknowledged kept with its captured values, so a
+drill can look each one up in the database afterwards.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,7 +28,9 @@ from typing import Any
 
 import httpx
 
+from drillbook.core.flow import SQL_PARAM, Values, judge, needs, new_values, prepare
 from drillbook.core.probes import percentile
+from drillbook.core.profile import SqlCheck, Step, WeightedStep
 from drillbook.core.sampling import SampleError, Sampler, Take
 
 
@@ -30,11 +38,17 @@ from drillbook.core.sampling import SampleError, Sampler, Take
 class Request:
     """One request to send: what, where, and how to judge the answer."""
 
-    endpoint: str  # a stable name for grouping: "GET /items/{id}"
+    endpoint: str  # a stable name for grouping: "GET /orders/${order_id}"
     method: str
     path: str
     json: Any = None
     expect: Callable[[httpx.Response], bool] | None = None
+    headers: dict[str, str] | None = None
+    params: dict[str, str] | None = None
+    form: dict[str, str] | None = None
+    content: str | None = None
+    #: ``expect`` judges the status too (a step may expect a 404); else any status >= 400 fails.
+    judges_status: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,9 +164,20 @@ class Traffic:
     def _send(self, client: httpx.Client, req: Request) -> None:
         wall, t0 = time.time(), time.monotonic()
         try:
-            resp = client.request(req.method, req.path, json=req.json)
+            resp = client.request(
+                req.method,
+                req.path,
+                json=req.json,
+                headers=req.headers,
+                params=req.params or None,
+                data=req.form,
+                content=req.content,
+            )
             latency_ms = (time.monotonic() - t0) * 1000
-            ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
+            if req.judges_status and req.expect is not None:
+                ok = req.expect(resp)
+            else:
+                ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
             server = resp.headers.get(self.server_header) if self.server_header else None
             outcome = Outcome(t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server)
         except httpx.HTTPError as exc:
@@ -206,8 +231,137 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
+@dataclass(frozen=True)
+class Acknowledged:
+    """A write the service acknowledged (its step passed), with the values it was sent and captured."""
+
+    step: str
+    values: dict[str, Any]
+    #: How to look it up in the database afterwards (``service_traffic.verify_sql``).
+    check: SqlCheck | None = None
+
+
+class StepMix:
+    """Weighted profile steps as a request source; acknowledged writes are kept for verification.
+
+    A step that uses a captured value (``/orders/${order_id}``) reads back a write
+    this traffic made and the service acknowledged; until one exists, only steps
+    that need nothing are drawn.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[WeightedStep],
+        *,
+        auth: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+        verify: SqlCheck | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not steps:
+            raise ValueError("a step mix needs at least one step")
+        self.steps = list(steps)
+        self.auth = dict(auth or {})
+        self.values = new_values()
+        self.values.update(values or {})
+        self.verify = verify
+        self._needs = [needs(s) for s in self.steps]
+        if all(self._needs):
+            raise ValueError(
+                "every traffic step needs a captured value: at least one must need none "
+                f"({', '.join(sorted(set().union(*self._needs)))})"
+            )
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._acked: list[Acknowledged] = []
+
+    def acknowledged(self) -> list[Acknowledged]:
+        with self._lock:
+            return list(self._acked)
+
+    def __call__(self, k: int) -> Request:
+        with self._lock:
+            pool = list(self._acked)
+        rows = [
+            (s, n, [a for a in pool if n <= a.values.keys()])
+            for s, n in zip(self.steps, self._needs, strict=True)
+        ]
+        rows = [r for r in rows if not r[1] or r[2]]
+        step, need, sources = self._rng.choices(rows, weights=[r[0].weight for r in rows])[0]
+        values = Values(self.values)
+        if need:
+            values.update(self._rng.choice(sources).values)
+        prepared = prepare(step, values, self.auth)
+        return Request(
+            endpoint=f"{step.method} {step.path}",
+            method=prepared.method,
+            path=prepared.path,
+            json=prepared.json,
+            headers=prepared.headers,
+            params=prepared.params,
+            form=prepared.form,
+            content=prepared.content,
+            expect=self._expect(step, values),
+            judges_status=True,
+        )
+
+    def _expect(self, step: Step, values: dict[str, Any]) -> Callable[[httpx.Response], bool]:
+        def expect(resp: httpx.Response) -> bool:
+            ok, _detail, captured = judge(step, resp, values)
+            if ok and step.writes:
+                sent = {k: v for k, v in values.items() if k != "uuid"}
+                with self._lock:
+                    self._acked.append(Acknowledged(step.name, {**sent, **captured}, self.verify))
+            return ok
+
+        return expect
+
+
+def sql_verify_all(
+    dsn: str, acknowledged: Sequence[Acknowledged], timeout_s: int = 5
+) -> tuple[int | None, str]:
+    """(missing, detail): every acknowledged write looked up with its check, on one connection.
+
+    ``None`` when it could not tell (the database unreadable, or a write with no check).
+    """
+    if not acknowledged:
+        return 0, "no acknowledged writes"
+    if any(a.check is None for a in acknowledged):
+        return None, "acknowledged writes have no verify_sql to look them up with"
+    import psycopg
+
+    missing: list[str] = []
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
+            for ack in acknowledged:
+                assert ack.check is not None
+                names = SQL_PARAM.findall(ack.check.query)
+                params = {n: ack.values[n] for n in names if n in ack.values}
+                if len(params) < len(set(names)):
+                    return (
+                        None,
+                        f"{ack.step}: verify_sql needs {sorted(set(names) - set(params))}, not captured",
+                    )
+                row = conn.execute(ack.check.query, params).fetchone()  # type: ignore[arg-type]
+                got = row[0] if row else None
+                if got != ack.check.expect and str(got) != str(ack.check.expect):
+                    missing.append(f"{ack.step} {params}")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"database not readable: {first}"
+    found = len(acknowledged) - len(missing)
+    detail = f"{found} of {len(acknowledged)} acknowledged writes found"
+    if missing:
+        detail += f"; missing: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
+    return len(missing), detail
+
+
 def seed_items(base_url: str, count: int = 20, timeout_s: float = 5.0) -> dict[int, str]:
-    """Create ``count`` items through the API and return {id: value}, for reads that can be checked."""
+    """Create ``count`` items through the API and return {id: value}, for reads that can be checked.
+
+    The reference service's, kept for the canary until it draws its traffic from the
+    profile (:class:`StepMix`); nothing else uses it.
+    """
     items: dict[int, str] = {}
     with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
         for _ in range(count):

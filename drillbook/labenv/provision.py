@@ -103,7 +103,7 @@ def down(inv: Inventory, *, purge: bool = False, progress: ProgressFn | None = N
 def status(inv: Inventory) -> LabStatus:
     remember_inventory(inv)
     topo = inv.topology
-    pieces = health.service(topo)
+    pieces = health.of_inventory(inv)
     heartbeat_dsn = str(inv.var("heartbeat_dsn", "") or "")
     if heartbeat_dsn:  # drillbook's own witness, not the service's: a lab piece, never a steady state
         max_age = float(inv.var("heartbeat_max_age_s", 5.0))

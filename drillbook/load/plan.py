@@ -63,7 +63,8 @@ class LoadSettings(BaseModel):
     rate_tolerance_pct: float = Field(3.0, gt=0, le=50)
     max_rps: float = Field(50_000.0, gt=0)
     processes: int = Field(1, ge=1, le=64)
-    locustfile: str = "loadtests/locustfile.py"
+    #: The locustfile; unset: the profile's ``service_traffic.locustfile`` (drillbook names none of its own).
+    locustfile: str | None = None
     arrivals: Literal["jittered", "poisson"] = "jittered"
     max_users: int = Field(5000, ge=1)
     drain: str | float = "10s"
@@ -122,6 +123,28 @@ def load_settings(inv: Inventory, **overrides: Any) -> LoadSettings:
     return core_settings.load_settings(inv, LoadSettings, "load_", overrides)
 
 
+def locustfile_path(inv: Inventory, settings: LoadSettings, given: str | None = None) -> Path:
+    """The locustfile: ``--locustfile``, else ``load_locustfile``, else ``service_traffic.locustfile``.
+
+    A relative path is looked up from the working directory (the user's ops repo),
+    then from the checkout drillbook runs from.
+    """
+    from drillbook.core.profile import load_profile
+
+    name = given or settings.locustfile or load_profile(inv).traffic.locustfile
+    if not name:
+        raise ConfigError(
+            f"inventory {inv.name}: no locustfile: give --locustfile, load_locustfile or "
+            "service_traffic.locustfile (docs/service-profile.md)"
+        )
+    path = Path(name)
+    if not path.is_absolute():
+        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else REPO_ROOT / path
+    if not path.is_file():
+        raise ConfigError(f"locustfile {name} does not exist")
+    return path
+
+
 def make_plan(
     inv: Inventory,
     settings: LoadSettings,
@@ -164,11 +187,7 @@ def make_plan(
     procs = settings.processes if processes is None else int(processes)
     if procs < 1:
         raise ConfigError(f"--processes must be 1 or more, got {procs}")
-    path = Path(locustfile or settings.locustfile)
-    if not path.is_absolute():
-        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else REPO_ROOT / path
-    if not path.is_file():
-        raise ConfigError(f"locustfile {locustfile or settings.locustfile} does not exist")
+    path = locustfile_path(inv, settings, locustfile)
     url = str(inv.require("lb_url")).rstrip("/")
     hosts = () if local or not inv.has_group("loadgen") else tuple(inv.hosts("loadgen"))
     return LoadPlan(

@@ -1,6 +1,6 @@
 """drillbook's Locust plugin: pass it with ``-f`` before any locustfile to pace it as an open model.
 
-    locust -f drillbook/load/plugin.py,loadtests/locustfile.py --headless \\
+    locust -f drillbook/load/plugin.py,locustfile.py --headless \\
         --drillbook-rps 120 --drillbook-ramp 10 --drillbook-duration 60 --host http://127.0.0.1:15480
 
 ``inv load.run`` does exactly this. The plugin defines no users: it adds the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drillbook.core import settings as core_settings
 from drillbook.core.inventory import Inventory
 from drillbook.migrate.rehearse import Rehearse
 from drillbook.migrate.settings import MigrateSettings
@@ -34,11 +35,12 @@ __all__ = [
 
 
 def load_settings(inv: Inventory, **overrides: Any) -> MigrateSettings:
-    """``migrate_*`` from the inventory, then ``overrides`` (e.g. ``env={...}``), validated together."""
-    settings = inv.settings(MigrateSettings, prefix="migrate_")
-    if overrides:
-        settings = MigrateSettings.model_validate({**settings.model_dump(), **overrides})
-    return settings
+    """``migrate_*`` from the inventory, then ``overrides`` (e.g. ``env={...}``), validated together.
+
+    Through core's one loader: a bad variable or override is one ConfigError line naming
+    ``migrate_<field>``, and an override naming no setting is refused.
+    """
+    return core_settings.load_settings(inv, MigrateSettings, "migrate_", overrides)
 
 
 def migration_status(

@@ -9,48 +9,48 @@ renames a column the code still reads breaks requests while readiness (a
   which exercise the queries the code really runs;
 * SQL assertions on the migrated database (``migrate_sql_assertions``).
 
-Each check returns an :class:`Outcome`; the drills turn them into journal checks.
+Each check returns core's :class:`~drillbook.core.checks.Outcome` (``expected`` is what
+passes); the drills put them in their measurement records, judged by ``each_ok``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from drillbook.core import pgdata
+from drillbook.core.checks import Outcome
 from drillbook.core.inventory import AppInstance
+from drillbook.core.readiness import Readiness
 from drillbook.migrate.settings import SmokeRequest, SqlAssertion
 
 
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    ok: bool
-    value: Any
-    limit: Any
-    detail: str = ""
+def prefixed(prefix: str, outcomes: Iterable[Outcome]) -> list[Outcome]:
+    """The same outcomes named ``<prefix>.<name>`` (``after_upgrade.ready.app-1``), for the journal."""
+    return [o.model_copy(update={"name": f"{prefix}.{o.name}"}) for o in outcomes]
 
 
-def readiness(instances: Sequence[AppInstance], timeout_s: float) -> list[Outcome]:
-    """Every instance's ``/health/ready`` answers 2xx within ``timeout_s`` (polled, 0.2 s apart)."""
+def readiness(instances: Sequence[AppInstance], ready: Readiness, timeout_s: float) -> list[Outcome]:
+    """Every instance is ready (by the service profile) within ``timeout_s``, polled 0.2 s apart."""
     outcomes = []
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(transport=httpx.HTTPTransport(retries=0), timeout=2.0) as client:
-        for inst in instances:
-            status, error = _get(client, f"{inst.url}/health/ready")
-            while not (status and 200 <= status < 300) and time.monotonic() < deadline:
-                time.sleep(0.2)
-                status, error = _get(client, f"{inst.url}/health/ready")
-            ok = status is not None and 200 <= status < 300
-            outcomes.append(
-                Outcome(
-                    f"ready.{inst.name}", ok, status or error, "2xx", "" if ok else f"{inst.url}/health/ready"
-                )
+    for inst in instances:
+        sample = ready.check(inst.url)
+        while not ready.ready(sample) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            sample = ready.check(inst.url)
+        ok = ready.ready(sample)
+        outcomes.append(
+            Outcome(
+                name=f"ready.{inst.name}",
+                ok=ok,
+                value=sample.status or sample.error,
+                expected="ready",
+                detail="" if ok else f"{ready.url(inst.url)}: {ready.describe()}",
             )
+        )
     return outcomes
 
 
@@ -64,11 +64,11 @@ def smoke(instances: Sequence[AppInstance], requests: Iterable[SmokeRequest]) ->
                 ok = status in req.expect_status
                 outcomes.append(
                     Outcome(
-                        f"smoke.{req.name}.{inst.name}",
-                        ok,
-                        status or error,
-                        "/".join(map(str, req.expect_status)),
-                        "" if ok else f"{req.method} {inst.url}{req.path}",
+                        name=f"smoke.{req.name}.{inst.name}",
+                        ok=ok,
+                        value=status or error,
+                        expected="/".join(map(str, req.expect_status)),
+                        detail="" if ok else f"{req.method} {inst.url}{req.path}",
                     )
                 )
     return outcomes
@@ -86,10 +86,20 @@ def sql_assertions(dsn: str, assertions: Iterable[SqlAssertion]) -> list[Outcome
         for a in items:
             try:
                 value = pgdata.scalar(conn, a.sql)
-                outcomes.append(Outcome(f"sql.{a.name}", value is True, value, True, "" if value else a.sql))
+                outcomes.append(
+                    Outcome(
+                        name=f"sql.{a.name}",
+                        ok=value is True,
+                        value=value,
+                        expected=True,
+                        detail="" if value else a.sql,
+                    )
+                )
             except psycopg.Error as exc:
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                outcomes.append(Outcome(f"sql.{a.name}", False, "error", True, text))
+                outcomes.append(
+                    Outcome(name=f"sql.{a.name}", ok=False, value="error", expected=True, detail=text)
+                )
     return outcomes
 
 

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from drillbook.core import pgdata
 from drillbook.core.drill import DrillRun
-from drillbook.core.errors import ConfigError, DrillbookError
+from drillbook.core.errors import ConfigError, DrillbookError, TargetUnreachable
 from drillbook.migrate.target import Database, Migrations
 
 Source = Literal["auto", "backup", "dump"]
@@ -41,11 +41,9 @@ def make_copy(run: DrillRun, migrations: Migrations, name: str, source: Source) 
     t0 = time.monotonic()
     how = ""
     if source in ("auto", "backup"):
-        from drillbook.backup import RepositoryError
-
         try:
             how = _from_backup(run, migrations, name)
-        except (ConfigError, RepositoryError) as exc:  # no repository or no complete backup yet
+        except (ConfigError, TargetUnreachable) as exc:  # no repository (unreachable) or no complete backup
             if source == "backup":
                 raise
             run.note(f"no backup to rehearse on ({exc}); taking a fresh pg_dump instead")

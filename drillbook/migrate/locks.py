@@ -15,10 +15,13 @@ waiting for a lock, which is what the service's requests feel.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from drillbook.core.sampling import Every, Sampler, Take
 
 STRONG_MODES = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
@@ -84,84 +87,85 @@ class LockReport:
         }
 
 
+@dataclass(frozen=True)
+class LockSample:
+    """One look at ``pg_locks``: the write-blocking locks granted, and the backends left waiting."""
+
+    t: float
+    wall: float
+    granted: tuple[tuple[int, str, str], ...]  # (pid, relation, mode)
+    waiting: frozenset[int]
+
+
+def analyse(samples: Iterable[LockSample], interval_s: float, error: str | None = None) -> LockReport:
+    """What the samples say: each lock's span from first to last sample seen, the longest first."""
+    report = LockReport(interval_s=interval_s, error=error)
+    seen: dict[tuple[int, str, str], list[float]] = {}  # key -> [first, last, samples]
+    for sample in samples:
+        report.samples += 1
+        report.max_waiting = max(report.max_waiting, len(sample.waiting))
+        for key in sample.granted:
+            span = seen.setdefault(key, [sample.t, sample.t, 0])
+            span[1] = sample.t
+            span[2] += 1
+    held = [
+        HeldLock(relation=rel, mode=mode, held_s=round(last - first, 4), samples=int(n))
+        for (_pid, rel, mode), (first, last, n) in seen.items()
+    ]
+    held.sort(key=lambda h: h.held_s, reverse=True)
+    report.locks = held[:20]
+    report.longest = held[0] if held else None
+    return report
+
+
 class LockSampler:
-    """A thread sampling ``pg_locks`` in one database until stopped; use as a context manager."""
+    """``pg_locks`` of one database sampled on core's :class:`Sampler` until stopped; a context manager.
+
+    The side connection lives in the sampling thread (``session``), with short lock and
+    statement timeouts so that a sample never waits behind the migration itself: a
+    sample that cannot read the catalog is an error the loop records and goes past.
+    A side connection that cannot open is the sampler's ``failure``, and the report
+    says "not measured" rather than "no lock".
+    """
 
     def __init__(self, dsn: str, interval_s: float = 0.02) -> None:
         self.dsn = dsn
         self.interval_s = interval_s
-        self.report = LockReport(interval_s=interval_s)
-        self._seen: dict[tuple[int, str, str], list[float]] = {}  # key -> [first, last, samples]
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.sampler: Sampler[LockSample] = Sampler(
+            "lock-sampler", session=self._session, clock=Every(interval_s), final_take=True
+        )
 
     def __enter__(self) -> LockSampler:
-        self._thread = threading.Thread(target=self._loop, name="lock-sampler", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=5)
+        self.sampler.start(wait_s=5)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.sampler.stop()
 
     def stop(self) -> LockReport:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-        held = [
-            HeldLock(relation=rel, mode=mode, held_s=round(last - first, 4), samples=int(n))
-            for (_pid, rel, mode), (first, last, n) in self._seen.items()
-        ]
-        held.sort(key=lambda h: h.held_s, reverse=True)
-        self.report.locks = held[:20]
-        self.report.longest = held[0] if held else None
-        return self.report
+        """Stop sampling (one last look first) and report what was seen."""
+        samples = self.sampler.stop()
+        failure = self.sampler.failure
+        error = None
+        if failure is not None:
+            error = f"side connection failed: {type(failure).__name__}: {str(failure).strip()[:120]}"
+        return analyse(samples, self.interval_s, error)
 
-    def _loop(self) -> None:
+    @contextmanager
+    def _session(self) -> Iterator[Take[LockSample]]:
         import psycopg
 
-        try:
-            conn = psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=5, application_name="drillbook-locks"
-            )
-        except Exception as exc:
-            self.report.error = f"side connection failed: {type(exc).__name__}: {str(exc).strip()[:120]}"
-            self._ready.set()
-            return
-        with conn:
-            # Never wait behind the migration itself: a sample that cannot read the catalog is skipped.
+        with psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=5, application_name="drillbook-locks"
+        ) as conn:
             conn.execute("SET lock_timeout = '50ms'")
             conn.execute("SET statement_timeout = '2s'")
-            self._ready.set()
-            start = time.monotonic()
-            k = 0
-            while not self._stop.is_set():
-                self._sample(conn)
-                k += 1
-                due = start + k * self.interval_s
-                if due < time.monotonic():
-                    k = int((time.monotonic() - start) / self.interval_s) + 1
-                    due = start + k * self.interval_s
-                self._stop.wait(max(0.0, due - time.monotonic()))
-            self._sample(conn)
+            yield lambda: _sample(conn)
 
-    def _sample(self, conn: Any) -> None:
-        import psycopg
 
-        try:
-            rows = conn.execute(_SAMPLE, (list(STRONG_MODES),)).fetchall()
-        except psycopg.Error:
-            return
-        now = time.monotonic()
-        self.report.samples += 1
-        waiting: set[int] = set()
-        for pid, mode, relation, granted in rows:
-            if not granted:
-                waiting.add(int(pid))
-                continue
-            key = (int(pid), str(relation), str(mode))
-            span = self._seen.setdefault(key, [now, now, 0])
-            span[1] = now
-            span[2] += 1
-        self.report.max_waiting = max(self.report.max_waiting, len(waiting))
+def _sample(conn: Any) -> LockSample:
+    wall, t = time.time(), time.monotonic()
+    rows = conn.execute(_SAMPLE, (list(STRONG_MODES),)).fetchall()
+    granted = tuple((int(pid), str(rel), str(mode)) for pid, mode, rel, ok in rows if ok)
+    waiting = frozenset(int(pid) for pid, _mode, _rel, ok in rows if not ok)
+    return LockSample(t=t, wall=wall, granted=granted, waiting=waiting)

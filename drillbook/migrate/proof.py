@@ -164,7 +164,7 @@ class Proof:
         """Prove with a read-only call that the command reads the named database; raise if not."""
         t0 = time.monotonic()
         vt = self.m.settings.version_table
-        self.target_now = fingerprint(self.target, vt)
+        target_now = self.target_now = fingerprint(self.target, vt)
         if self.source is not None:
             # Rehearse: the copy is drillbook's own, so it carries the marker.
             self.source_before = fingerprint(self.source, vt)
@@ -175,13 +175,12 @@ class Proof:
                 witness="information_schema and version table of the source",
             )
         else:
-            self._prove_live()
+            self._prove_live(target_now)
         self._add_time(t0)
 
-    def _prove_live(self) -> None:
+    def _prove_live(self, target_now: Fingerprint) -> None:
         """up/rollback: ``current`` on the target agrees with its version table; a probe is honoured."""
-        assert self.target_now is not None
-        expected = list(self.target_now.revision)
+        expected = list(target_now.revision)
         result = self._current(self.target)
         if not result.ok:
             raise ConfigError(
@@ -202,7 +201,7 @@ class Proof:
         owner = pgdata.dsn_params(self.target.dsn).get("user")
         pgdata.create_database(admin, name, protect=protect, owner=str(owner) if owner else None)
         try:
-            self._prove_marked(self.target.copy_named(name), self.target_now.revision, created=True)
+            self._prove_marked(self.target.copy_named(name), target_now.revision, created=True)
         finally:
             pgdata.drop_database(admin, name, protect=protect)
 

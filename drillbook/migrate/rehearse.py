@@ -9,10 +9,17 @@ On a scratch database holding the newest backup (or a fresh pg_dump):
 1. bring the copy to the starting revision (the database's own, or ``--from``);
 2. fingerprint it: catalog (tables, columns, indexes, constraints, ...) and data
    (row counts, row checksums, one digest per column);
-3. ``upgrade`` to the target, check the version table and the SQL assertions;
-4. ``downgrade`` to the start and fingerprint again: every schema or data
-   difference is a failed check that names the table, column or index;
+3. ``upgrade`` to the target, run the SQL assertions;
+4. ``downgrade`` to the start and fingerprint again;
 5. ``upgrade`` again (the way a re-deploy after a rollback goes).
+
+Those are ``act``; ``observe`` compares the two fingerprints and returns
+:class:`~drillbook.migrate.measured.RehearseMeasured`; core judges its declared
+checks: the assertions at the target, every schema or data difference (a failed
+check naming the table, column or index), their counts against
+``roundtrip_max_differences``, the longest write-blocking lock against
+``migrate_max_lock_s``. A step that does not reach its revision stops the drill
+there (``<step>_ok``, verdict fail).
 
 Each step is timed and watched for write-blocking locks. The scratch database
 is dropped afterwards, also after Ctrl-C (an undo action registered before it
@@ -23,22 +30,65 @@ is created). The real database is only read, and the proof stops the drill
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Literal
 
 from drillbook.core import pgdata
-from drillbook.core.drill import DrillRun, LegacyDrill
+from drillbook.core.checks import Outcome, at_most, each_ok
+from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError
 from drillbook.core.journal import utc_stamp
 from drillbook.migrate import checks, copies, data, proof, revisions, schema
+from drillbook.migrate.measured import RehearseLimits, RehearseMeasured, StepFigures
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
 from drillbook.migrate.settings import MigrateSettings
-from drillbook.migrate.steps import Step, run_step
+from drillbook.migrate.steps import Step, longest_lock, run_step
 from drillbook.migrate.target import Database, Migrations
 
+#: A database's catalog and data, read at one moment.
+Snapshot = tuple[schema.Catalog, dict[str, data.TableData]]
 
-class Rehearse(LegacyDrill):
+
+@dataclass(frozen=True)
+class RehearsePlan:
+    """What preflight settled: the command, the revision graph and the way from start to target."""
+
+    migrations: Migrations
+    graph: RevisionGraph
+    route: Plan
+
+
+@dataclass
+class Rehearsal:
+    """What act did on the copy, handed to observe (filled step by step)."""
+
+    copy: copies.Copy | None = None
+    guard: proof.Proof | None = None
+    steps: list[Step] = field(default_factory=list)
+    before: Snapshot | None = None
+    after: Snapshot | None = None
+    at_target: list[Outcome] = field(default_factory=list)
+
+
+class Rehearse(Drill[RehearsePlan, Rehearsal, RehearseMeasured]):
+    """Up, back down and up again on a scratch copy, comparing schema and data (``inv migrate.rehearse``)."""
+
     name = "migrate.rehearse"
     runbook = "runbooks/migration-rollback.md"
+    measured = RehearseMeasured
+    checks = (
+        each_ok("at_target"),
+        each_ok("roundtrip"),
+        at_most(
+            "schema_roundtrip_differences",
+            limit_from="roundtrip_max_differences",
+            detail_from="schema_detail",
+        ),
+        at_most(
+            "data_roundtrip_differences", limit_from="roundtrip_max_differences", detail_from="data_detail"
+        ),
+        at_most("longest_lock_s", limit_from="max_lock_s", detail_from="longest_lock_detail"),
+    )
 
     def __init__(
         self,
@@ -64,35 +114,28 @@ class Rehearse(LegacyDrill):
         self.ini = ini
         self.allow_irreversible = allow_irreversible
         self.source: Literal["auto", "backup", "dump"] = source or settings.rehearse_source
-        self.migrations: Migrations | None = None
-        self.plan: Plan | None = None
-        self.graph: RevisionGraph | None = None
-        self.scratch: Database | None = None
-        self.steps: list[Step] = []
-        self.proof: proof.Proof | None = None
-        self.before: tuple[schema.Catalog, dict[str, data.TableData]] | None = None
 
     # -- preflight: every bad input is refused here, before anything exists -----------------------
-    def preflight(self, run: DrillRun) -> None:
+    def preflight(self, run: DrillRun) -> RehearsePlan:
         # The key figures first, so they lead the journal and the summary even when the drill stops early.
         for key in ("upgrade_s", "downgrade_s", "reupgrade_s", "longest_lock_s", "proof_s"):
             run.measure(key, None)
-        m = self.migrations = Migrations(run.inventory, self.settings, ini=self.ini)
-        self.graph = graph = m.graph()
+        m = Migrations(run.inventory, self.settings, ini=self.ini)
+        graph = m.graph()
         current = m.current()
         live = m.plan(self.to, graph=graph)  # validates the database's revision and the target
         start = graph.resolve(self.from_) if self.from_ else live.current
-        self.plan = plan = revisions.plan(graph, [start] if start else [], self.to)
+        route = revisions.plan(graph, [start] if start else [], self.to)
         run.measure("database_revision", ", ".join(current) or "base", witness="version table of the source")
-        run.measure("from_revision", label(plan.current))
-        run.measure("to_revision", label(plan.target))
-        run.measure("pending", [r.id for r in plan.steps])
-        if plan.direction == "down":
+        run.measure("from_revision", label(route.current))
+        run.measure("to_revision", label(route.target))
+        run.measure("pending", [r.id for r in route.steps])
+        if route.direction == "down":
             raise ConfigError(
-                f"--to {label(plan.target)} is older than the starting revision {label(plan.current)}: "
+                f"--to {label(route.target)} is older than the starting revision {label(route.current)}: "
                 "a rehearsal goes forward from --from (default: the database's revision) to --to and back"
             )
-        irreversible = plan.irreversible
+        irreversible = route.irreversible
         run.measure("irreversible", irreversible)
         if irreversible and not self.allow_irreversible:
             raise ConfigError(
@@ -100,17 +143,24 @@ class Rehearse(LegacyDrill):
                 "prove the way back and migrate.up refuses them; --allow-irreversible rehearses the upgrade "
                 "only"
             )
-        if plan.unknown_downgrade:
+        if route.unknown_downgrade:
             run.note(
-                f"cannot read the scripts of {', '.join(plan.unknown_downgrade)} here: downgrade unknown"
+                f"cannot read the scripts of {', '.join(route.unknown_downgrade)} here: downgrade unknown"
             )
-        run.note(f"rehearsal plan: {plan.describe()} on a copy of {m.source.describe()}")
-        if plan.direction == "none":
+        run.note(f"rehearsal plan: {route.describe()} on a copy of {m.source.describe()}")
+        if route.direction == "none":
             run.note(
-                f"nothing to rehearse: the start is already {label(plan.target)}; "
+                f"nothing to rehearse: the start is already {label(route.target)}; "
                 "pass --from an older revision to rehearse the way up to it"
             )
+        # The round trip is judged only when it is rehearsed; the journal's thresholds say which.
+        roundtrip = route.direction == "up" and not irreversible
+        self.thresholds = RehearseLimits.model_validate(
+            {**self.settings.model_dump(), "roundtrip_max_differences": 0 if roundtrip else None}
+        )
+        run.journal.thresholds = self.thresholds.model_dump()
         self._drop_leftovers(run, m)
+        return RehearsePlan(m, graph, route)
 
     def _drop_leftovers(self, run: DrillRun, m: Migrations) -> None:
         """Scratch databases of a rehearsal that was killed (SIGKILL skips the undo actions)."""
@@ -121,12 +171,12 @@ class Rehearse(LegacyDrill):
             run.note(f"dropping leftover scratch database {name}")
             pgdata.drop_database(m.server_admin_dsn, str(name), protect={m.source.name})
 
-    # -- act: copy, fingerprint, up, check, down, fingerprint, up ----------------------------------
-    def act(self, run: DrillRun) -> None:
-        m, plan = self.migrations, self.plan
-        assert m is not None and plan is not None
-        if plan.direction == "none":
-            return
+    # -- act: copy, prove, fingerprint, up, assertions, down, fingerprint, up ----------------------
+    def act(self, run: DrillRun, plan: RehearsePlan) -> Rehearsal:
+        m, route = plan.migrations, plan.route
+        done = Rehearsal()
+        if route.direction == "none":
+            return done
         name = f"{self.settings.scratch_prefix}_{utc_stamp().lower()}_{os.getpid()}"
 
         def drop() -> None:
@@ -134,14 +184,13 @@ class Rehearse(LegacyDrill):
 
         run.on_restore(f"drop scratch database {name}", drop)
         with run.phase("copy") as record:
-            copy = copies.make_copy(run, m, name, self.source)
+            copy = done.copy = copies.make_copy(run, m, name, self.source)
             record.detail = f"{copy.source} -> {name}"
-        self.scratch = db = copy.database
+        db = copy.database
         run.measure("copy_source", copy.source)
         run.measure("copy_s", round(copy.seconds, 3), witness="wall clock around restore/pg_restore")
-        assert self.graph is not None
         with run.phase("proof") as record:
-            guard = self.proof = proof.Proof(run, m, self.graph, db, source=m.source)
+            guard = done.guard = proof.Proof(run, m, plan.graph, db, source=m.source)
             if copy.source.startswith("backup "):
                 backup_id = copy.source.split(" ", 1)[1]
                 guard.restore_hint = (
@@ -151,40 +200,47 @@ class Rehearse(LegacyDrill):
                 )
             guard.before_writing()
             record.detail = f"the command reads {name}, not {m.source.name}"
-        prepare = revisions.plan(self.graph, m.current(db), label(plan.current))
+        prepare = revisions.plan(plan.graph, m.current(db), label(route.current))
         if prepare.direction != "none":
             # The copy is not at the start (an older backup, or --from): get it there first.
             verb = "upgrade" if prepare.direction == "up" else "downgrade"
-            self._step(run, m, db, "prepare", verb, plan.current)
+            self._step(run, m, db, done, "prepare", verb, route.current)
         with run.phase("fingerprint-before"):
-            self.before = self._fingerprint(db)
-        rows = self.before[1]
-        run.measure("tables", len(rows))
-        run.measure("rows", data.total_rows(rows), witness="count(*) per table on the scratch copy")
+            done.before = _snapshot(db)
+        run.measure("tables", len(done.before[1]))
+        run.measure("rows", data.total_rows(done.before[1]), witness="count(*) per table on the scratch copy")
 
-        self._step(run, m, db, "upgrade", "upgrade", plan.target)
-        self._assertions(run, db, "at_target")
-        if plan.irreversible:
+        self._step(run, m, db, done, "upgrade", "upgrade", route.target)
+        done.at_target = checks.prefixed(
+            "at_target", checks.sql_assertions(db.dsn, self.settings.sql_assertions)
+        )
+        if route.irreversible:
             run.note(
-                f"irreversible revision(s) {', '.join(plan.irreversible)}: the way back is not rehearsed"
+                f"irreversible revision(s) {', '.join(route.irreversible)}: the way back is not rehearsed"
             )
-            self._longest_lock(run)
-            return
-        self._step(run, m, db, "downgrade", "downgrade", plan.current)
+            return done
+        self._step(run, m, db, done, "downgrade", "downgrade", route.current)
         with run.phase("fingerprint-after"):
-            after = self._fingerprint(db)
-        self._compare(run, after)
-        self._step(run, m, db, "reupgrade", "upgrade", plan.target)
-        self._longest_lock(run)
+            done.after = _snapshot(db)
+        self._step(run, m, db, done, "reupgrade", "upgrade", route.target)
+        return done
 
     def _step(
-        self, run: DrillRun, m: Migrations, db: Database, name: str, verb: str, target: str | None
+        self,
+        run: DrillRun,
+        m: Migrations,
+        db: Database,
+        done: Rehearsal,
+        name: str,
+        verb: str,
+        target: str | None,
     ) -> Step:
+        """One step; the drill stops (fail) if it misses ``target``, (error) if it landed elsewhere."""
         before = m.current(db)
         step = run_step(run, m, db, name, verb, target)
-        self.steps.append(step)
-        if self.proof is not None:
-            self.proof.after_step(step, before)  # raises before the next step can land elsewhere
+        done.steps.append(step)
+        if done.guard is not None:
+            done.guard.after_step(step, before)  # raises before the next step can land elsewhere
         run.require(
             f"{name}_ok",
             ", ".join(step.revision_after or []) or "base",
@@ -194,60 +250,64 @@ class Rehearse(LegacyDrill):
         )
         return step
 
-    def _fingerprint(self, db: Database) -> tuple[schema.Catalog, dict[str, data.TableData]]:
-        with pgdata.connect(db.admin_dsn, read_only=True) as conn:
-            catalog = schema.dump(conn)
-        return catalog, data.fingerprint(db.admin_dsn)
+    # -- observe: what the round trip changed --------------------------------------------------------
+    def observe(self, run: DrillRun, plan: RehearsePlan, acted: Rehearsal) -> RehearseMeasured:
+        steps = {s.name: s for s in acted.steps}
+        # The rehearsed steps only: "prepare" just brings the copy to the start.
+        lock_s, lock_detail = longest_lock(s for s in acted.steps if s.name != "prepare")
+        copy, guard = acted.copy, acted.guard
+        measured = RehearseMeasured(
+            copy_source=copy.source if copy else None,
+            copy_s=round(copy.seconds, 3) if copy else None,
+            tables=len(acted.before[1]) if acted.before else None,
+            rows=data.total_rows(acted.before[1]) if acted.before else None,
+            longest_lock_s=lock_s,
+            longest_lock_detail=lock_detail,
+            proof_s=round(guard.seconds, 3) if guard else None,
+            at_target=acted.at_target,
+            steps=[
+                StepFigures(
+                    name=s.name,
+                    command=f"{s.verb} {label(s.target)}",
+                    seconds=round(s.result.duration_s, 3),
+                    locks=s.locks.summary(),
+                )
+                for s in acted.steps
+            ],
+            prepare_s=_seconds(steps.get("prepare")),
+            upgrade_s=_seconds(steps.get("upgrade")),
+            downgrade_s=_seconds(steps.get("downgrade")),
+            reupgrade_s=_seconds(steps.get("reupgrade")),
+        )
+        if acted.before is not None and acted.after is not None:
+            self._compare(run, acted.before, acted.after, measured)
+        return measured
 
-    def _assertions(self, run: DrillRun, db: Database, prefix: str) -> None:
-        for o in checks.sql_assertions(db.dsn, self.settings.sql_assertions):
-            run.check(f"{prefix}.{o.name}", o.value, o.limit, o.ok, o.detail)
-
-    def _compare(self, run: DrillRun, after: tuple[schema.Catalog, dict[str, data.TableData]]) -> None:
-        assert self.before is not None
-        (cat_a, rows_a), (cat_b, rows_b) = self.before, after
+    def _compare(self, run: DrillRun, before: Snapshot, after: Snapshot, measured: RehearseMeasured) -> None:
+        (cat_a, rows_a), (cat_b, rows_b) = before, after
         schema_diffs = schema.diff(cat_a, cat_b)
         data_diffs = data.diff(rows_a, rows_b)
         for note in schema.order_changes(cat_a, cat_b):
             run.note(note + " (not a failure)")
-        for d in [*schema_diffs, *data_diffs]:
-            run.check(
-                f"roundtrip {d.kind} {d.name}",
-                d.after or "missing",
-                d.before or "absent",
-                False,
-                d.describe(),
+        measured.roundtrip = [
+            Outcome(
+                name=f"roundtrip {d.kind} {d.name}",
+                ok=False,
+                value=d.after or "missing",
+                expected=d.before or "absent",
+                detail=d.describe(),
             )
-        run.measure(
-            "schema_differences",
-            [d.describe() for d in schema_diffs],
-            witness="pg_catalog before upgrade vs after downgrade",
-        )
-        run.measure(
-            "data_differences",
-            [d.describe() for d in data_diffs],
-            witness=f"row counts, {pgdata.CHECKSUM_METHOD}, per-column digests",
-        )
-        run.check_at_most(
-            "schema_roundtrip_differences", len(schema_diffs), 0, f"{cat_a.count()} catalog objects"
-        )
-        run.check_at_most("data_roundtrip_differences", len(data_diffs), 0, f"{data.total_rows(rows_a)} rows")
-
-    def _longest_lock(self, run: DrillRun) -> None:
-        # The rehearsed steps only: "prepare" just brings the copy to the start.
-        measured = [
-            (s.locks.longest_s, s)
-            for s in self.steps
-            if s.locks.longest_s is not None and s.name != "prepare"
+            for d in [*schema_diffs, *data_diffs]
         ]
-        if not measured:
-            run.measure("longest_lock_s", None, witness="not measured: the side connection saw nothing")
-            return
-        value, step = max(measured, key=lambda x: x[0] or 0.0)
-        run.measure("longest_lock_s", value, witness=f"{step.name}: {step.locks.summary()}")
+        measured.schema_differences = [d.describe() for d in schema_diffs]
+        measured.data_differences = [d.describe() for d in data_diffs]
+        measured.schema_roundtrip_differences = len(schema_diffs)
+        measured.schema_detail = f"{cat_a.count()} catalog objects"
+        measured.data_roundtrip_differences = len(data_diffs)
+        measured.data_detail = f"{data.total_rows(rows_a)} rows"
 
-    def report(self, run: DrillRun) -> str:
-        if not self.steps:
+    def report(self, run: DrillRun, measured: RehearseMeasured | None) -> str:
+        if measured is None or not measured.steps:
             return ""
         lines = [
             "## Steps",
@@ -255,8 +315,16 @@ class Rehearse(LegacyDrill):
             "| step | command | seconds | longest write-blocking lock |",
             "|---|---|---|---|",
         ]
-        for s in self.steps:
-            lines.append(
-                f"| {s.name} | {s.verb} {label(s.target)} | {s.result.duration_s:.3f} | {s.locks.summary()} |"
-            )
+        for s in measured.steps:
+            lines.append(f"| {s.name} | {s.command} | {s.seconds:.3f} | {s.locks} |")
         return "\n".join(lines)
+
+
+def _seconds(step: Step | None) -> float | None:
+    return round(step.result.duration_s, 3) if step is not None else None
+
+
+def _snapshot(db: Database) -> Snapshot:
+    with pgdata.connect(db.admin_dsn, read_only=True) as conn:
+        catalog = schema.dump(conn)
+    return catalog, data.fingerprint(db.admin_dsn)

@@ -31,16 +31,38 @@ from drillbook.migrate.target import Migrations
 
 def take_pre_migration_backup(run: DrillRun, migrations: Migrations) -> str:
     """Back up the source database now; returns the backup id (journaled as ``backup_id``)."""
-    from drillbook.backup import load_settings, take_backup
+    from drillbook.backup import take_backup
 
     t0 = time.monotonic()
     with run.phase("backup"):
         # The database is what a migration changes: the Redis snapshot would only add time.
-        settings = load_settings(migrations.inv, redis=False)
-        backup = take_backup(migrations.inv, settings=settings, progress=run.note, phase=run.phase)
+        backup = take_backup(migrations.inv, redis=False, progress=run.note, phase=run.phase)
     run.measure("backup_id", backup.id, witness=f"manifest.json of {backup.location}")
     run.measure("backup_s", round(time.monotonic() - t0, 3), witness="wall clock around take_backup")
     return backup.id
+
+
+def restore_after_failed_undo(
+    run: DrillRun, migrations: Migrations, backup_id: str | None, *, allow_in_production: bool, runbook: str
+) -> bool:
+    """The last resort of up/rollback: the pre-migration backup as the source; True when it was restored.
+
+    Without a backup, or in production without ``--allow-restore-source``, the drill
+    ends ``error`` naming the runbook: a person decides.
+    """
+    if backup_id is None:
+        run.journal.error = "the undo failed and there is no pre-migration backup to restore"
+        run.note(f"[bold red]{run.journal.error}: follow {runbook}[/bold red]")
+        return False
+    if run.inventory.is_production and not allow_in_production:
+        run.journal.error = (
+            f"the undo failed; NOT restoring backup {backup_id} into production database "
+            f"{migrations.source.name} without --allow-restore-source: follow {runbook}"
+        )
+        run.note(f"[bold red]{run.journal.error}[/bold red]")
+        return False
+    restore_source(run, migrations, backup_id)
+    return True
 
 
 def restore_source(run: DrillRun, migrations: Migrations, backup_id: str) -> str:

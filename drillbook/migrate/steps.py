@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drillbook.core.drill import DrillRun
@@ -34,7 +35,10 @@ class Step:
 def run_step(
     run: DrillRun, migrations: Migrations, db: Database, name: str, verb: str, target: str | None
 ) -> Step:
-    """``verb target`` against ``db`` as phase ``name``; measures ``<name>_s`` and ``<name>_lock_s``."""
+    """``verb target`` against ``db`` as phase ``name``; measures ``<name>_s`` and ``<name>_lock_s``.
+
+    The step's locks are judged by the drill's declared ``longest_lock_s`` check, not here.
+    """
     settings = migrations.settings
     run.note(f"{name}: {verb} {db.name} to {label(target)}")
     with run.phase(name) as record:
@@ -67,6 +71,20 @@ def run_step(
     if locks.longest:
         run.measure(f"{name}_lock", locks.longest.describe())
     run.note(f"{name}: {record.detail} in {result.duration_s:.2f}s; locks: {locks.summary()}")
-    if settings.max_lock_s is not None and locks.longest_s is not None:
-        run.check_at_most(f"{name}.longest_lock_s", locks.longest_s, settings.max_lock_s, locks.summary())
     return step
+
+
+def longest_lock(steps: Iterable[Step]) -> tuple[float | None, str]:
+    """The longest write-blocking lock of ``steps`` and which step held it (judged against ``max_lock_s``).
+
+    ``0.0`` when no step ran (nothing was locked); ``None`` when steps ran but none
+    could be watched (every side connection failed).
+    """
+    ran = list(steps)
+    if not ran:
+        return 0.0, "no migration step ran"
+    measured = [(s.locks.longest_s, s) for s in ran if s.locks.longest_s is not None]
+    if not measured:
+        return None, "; ".join(f"{s.name}: {s.locks.summary()}" for s in ran)
+    value, step = max(measured, key=lambda x: x[0] or 0.0)
+    return value, f"{step.name}: {step.locks.summary()}"

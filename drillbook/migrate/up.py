@@ -20,33 +20,68 @@ The sequence (both drills, mirrored):
    migrated another database, and an undo would land there too);
 4. after a rollback, compare the data with the fingerprint of step 2.
 
-A Ctrl-C during step 3 lets the step finish (or roll back) first; the journal
+Steps 2 to 4 are ``act`` (the outcomes decide whether to undo, never the verdict);
+``observe`` returns :class:`~drillbook.migrate.measured.ChangeMeasured` and core
+judges its declared checks. A Ctrl-C during step 3 lets the step finish (or roll back) first; the journal
 says which, then the drill stops as interrupted.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from drillbook.core import interrupts
-from drillbook.core.drill import DrillRun, LegacyDrill
+from drillbook.core.checks import Outcome, at_most, each_ok
+from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError
-from drillbook.core.heartbeat import TABLES as HEARTBEAT_TABLES
+from drillbook.core.readiness import Readiness
 from drillbook.migrate import checks, data, proof, revisions, safety
-from drillbook.migrate.checks import Outcome
+from drillbook.migrate.measured import DATA_WITNESS, ChangeMeasured
 from drillbook.migrate.revisions import Plan, RevisionGraph, label
 from drillbook.migrate.settings import MigrateSettings
-from drillbook.migrate.steps import Step, run_step
+from drillbook.migrate.steps import Step, longest_lock, run_step
 from drillbook.migrate.target import Migrations
 
-DATA_WITNESS = "row counts, row checksums and column digests read from the database before and after"
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """What preflight settled: the command, the way from the database's revision to the target."""
+
+    migrations: Migrations
+    route: Plan
+    #: The proof of target, watching every step; None when there is nothing to do.
+    guard: proof.Proof | None
 
 
-class _Change(LegacyDrill):
+@dataclass
+class Change:
+    """What act did, filled as it goes (observe turns it into :class:`ChangeMeasured`)."""
+
+    steps: list[Step] = field(default_factory=list)
+    change: list[Outcome] = field(default_factory=list)
+    undo: list[Outcome] = field(default_factory=list)
+    migrate_s: float | None = None
+    rolled_back: bool = False
+    rollback_s: float | None = None
+    rollback_method: str | None = None
+    restored: bool = False
+    backup_id: str | None = None
+    data_before: dict[str, data.TableData] | None = None
+    rows_after: int | None = None
+
+
+class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
     """What migrate.up and migrate.rollback share: backup, critical section, automatic undo."""
 
     runbook = "runbooks/migration-rollback.md"
+    measured = ChangeMeasured
+    checks = (
+        each_ok("change"),
+        each_ok("undo"),
+        at_most("longest_lock_s", limit_from="max_lock_s", detail_from="longest_lock_detail"),
+    )
     verb: ClassVar[str] = "upgrade"
     undo_verb: ClassVar[str] = "downgrade"
     #: Compare the data after an undo with the data before (meaningless after a deliberate downgrade).
@@ -76,17 +111,12 @@ class _Change(LegacyDrill):
         self.allow_irreversible = allow_irreversible
         self.allow_restore_source = allow_restore_source
         self.backup = settings.backup_before if backup is None else backup
-        self.migrations: Migrations | None = None
-        self.plan: Plan | None = None
-        self.backup_id: str | None = None
-        self.data_before: dict[str, data.TableData] | None = None
-        self.proof: proof.Proof | None = None
 
     def make_plan(self, graph: RevisionGraph, current: list[str]) -> Plan:
         raise NotImplementedError
 
     # -- preflight ---------------------------------------------------------------------------
-    def preflight(self, run: DrillRun) -> None:
+    def preflight(self, run: DrillRun) -> ChangePlan:
         # The key figures first, so they lead the journal and the summary even when the drill stops early.
         for key, value in (
             ("migrate_s", None),
@@ -96,29 +126,29 @@ class _Change(LegacyDrill):
         ):
             run.measure(key, value)
         run.measure("restored_from_backup", False)
-        m = self.migrations = Migrations(run.inventory, self.settings, ini=self.ini)
+        m = Migrations(run.inventory, self.settings, ini=self.ini)
         graph = m.graph()
         current = m.current()
-        plan = self.plan = self.make_plan(graph, current)
-        run.measure("from_revision", label(plan.current), witness="version table of the database")
-        run.measure("to_revision", label(plan.target))
-        run.measure("steps", [r.id for r in plan.steps])
+        route = self.make_plan(graph, current)
+        run.measure("from_revision", label(route.current), witness="version table of the database")
+        run.measure("to_revision", label(route.target))
+        run.measure("steps", [r.id for r in route.steps])
         if not self.backup and run.inventory.is_production:
             raise ConfigError(
                 "refusing to migrate production without a pre-migration backup (migrate_backup_before)"
             )
-        if plan.unknown_downgrade:
+        if route.unknown_downgrade:
             run.note(
-                f"cannot read the scripts of {', '.join(plan.unknown_downgrade)} here: downgrade unknown"
+                f"cannot read the scripts of {', '.join(route.unknown_downgrade)} here: downgrade unknown"
             )
-        run.note(f"plan: {plan.describe()} on {m.source.describe()} (command runs on {m.command.where})")
-        if plan.direction == "none":
-            return
+        run.note(f"plan: {route.describe()} on {m.source.describe()} (command runs on {m.command.where})")
+        if route.direction == "none":
+            return ChangePlan(m, route, None)
         with run.phase("proof") as record:
-            self.proof = proof.Proof(run, m, graph, m.source)
-            self.proof.before_writing()
+            guard = proof.Proof(run, m, graph, m.source)
+            guard.before_writing()
             record.detail = f"the command reads {m.source.name}"
-        failed = [o for o in self._post_checks(run, "before", record=False) if not o.ok]
+        failed = [o for o in self._post_checks(run, m) if not o.ok]
         run.require(
             "service_healthy_before",
             len(failed),
@@ -129,75 +159,84 @@ class _Change(LegacyDrill):
             if failed
             else "",
         )
+        return ChangePlan(m, route, guard)
 
     # -- act ---------------------------------------------------------------------------------
-    def act(self, run: DrillRun) -> None:
-        m, plan = self.migrations, self.plan
-        assert m is not None and plan is not None
-        if plan.direction == "none":
-            self._measure_outcome(run, migrate_s=0.0, rolled_back=False, rollback_s=None, restored=False)
-            return
+    def act(self, run: DrillRun, plan: ChangePlan) -> Change:
+        m, route = plan.migrations, plan.route
+        done = Change()
+        if route.direction == "none":
+            done.migrate_s = 0.0
+            return done
         if self.compare_after_undo:
             with run.phase("fingerprint-before"):
-                self.data_before = data.fingerprint(m.source.admin_dsn, exclude=self._volatile)
-            run.measure("rows_before", data.total_rows(self.data_before), witness=DATA_WITNESS)
-        if self.backup:
-            self.backup_id = safety.take_pre_migration_backup(run, m)
-            if self.proof is not None:
-                self.proof.restore_hint = (
-                    f"Its pre-migration backup is {self.backup_id} (inv backup.restore --id "
-                    f"{self.backup_id} --into <new database>); the database the command did migrate is "
-                    "not one drillbook knows: restore it from its own backups "
-                    "(runbooks/restore-from-backup.md)"
+                done.data_before = data.fingerprint(
+                    m.source.admin_dsn, exclude=tuple(self.settings.volatile_tables)
                 )
+            run.measure("rows_before", data.total_rows(done.data_before), witness=DATA_WITNESS)
+        if self.backup:
+            done.backup_id = safety.take_pre_migration_backup(run, m)
+            hint = (
+                f"Its pre-migration backup is {done.backup_id} (inv backup.restore --id "
+                f"{done.backup_id} --into <new database>); "
+            )
         else:
             run.note("[yellow]no pre-migration backup (migrate_backup_before is off)[/yellow]")
-            if self.proof is not None:
-                self.proof.restore_hint = (
-                    "No pre-migration backup was taken (migrate_backup_before is off); the database the "
-                    "command did migrate is not one drillbook knows: restore it from its own backups "
-                    "(runbooks/restore-from-backup.md)"
-                )
+            hint = "No pre-migration backup was taken (migrate_backup_before is off); "
+        if plan.guard is not None:
+            plan.guard.restore_hint = hint + (
+                "the database the command did migrate is not one drillbook knows: "
+                "restore it from its own backups (runbooks/restore-from-backup.md)"
+            )
         with interrupts.shielded():
-            rolled_back = self._critical(run)
+            self._critical(run, plan, done)
         signal_name = interrupts.requested()
         if signal_name:
-            outcome = "rolled back" if rolled_back else "finished and verified"
+            outcome = "rolled back" if done.rolled_back else "finished and verified"
             run.measure("interrupted_during", self.verb)
             run.note(
                 f"[yellow]{signal_name} arrived during the {self.verb}: the step was {outcome} "
                 f"before stopping; the database is at {', '.join(m.current()) or 'base'}[/yellow]"
             )
+            run.record(self._measured(plan, done))  # observe will not run: journal the figures now
         interrupts.raise_if_requested()
+        return done
 
-    def _critical(self, run: DrillRun) -> bool:
-        """Migrate, check, undo on failure. Returns True when the change was rolled back."""
-        m, plan = self.migrations, self.plan
-        assert m is not None and plan is not None
+    def _critical(self, run: DrillRun, plan: ChangePlan, done: Change) -> None:
+        """Migrate, check, undo on failure (``done.rolled_back`` says whether it was undone)."""
+        m, route = plan.migrations, plan.route
         before = m.current()
-        step = run_step(run, m, m.source, self.verb, self.verb, plan.target)
-        self._guard(step, before)
+        step = run_step(run, m, m.source, self.verb, self.verb, route.target)
+        done.steps.append(step)
+        self._guard(plan, step, before)
+        done.migrate_s = round(step.result.duration_s, 3)
+        done.change.append(
+            Outcome(
+                name=f"{self.verb}_ok",
+                ok=step.ok,
+                value=", ".join(step.revision_after or []) or "base",
+                expected=label(route.target),
+                detail="" if step.ok else step.result.why(),
+            )
+        )
         problems = [] if step.ok else [f"{self.verb} failed: {step.result.why()}"]
         if step.ok:
-            outcomes = self._post_checks(run, f"after_{self.verb}")
+            outcomes = checks.prefixed(f"after_{self.verb}", self._post_checks(run, m))
+            done.change.extend(outcomes)
             problems += [f"{o.name}={o.value}" for o in outcomes if not o.ok]
         if not problems:
-            run.note(f"[green]{self.verb} to {label(plan.target)} passed its checks[/green]")
-            self._measure_outcome(
-                run, step.result.duration_s, rolled_back=False, rollback_s=None, restored=False
-            )
-            return False
-        run.note(f"[red]{'; '.join(problems[:5])}[/red]: rolling back to {label(plan.current)}")
+            run.note(f"[green]{self.verb} to {label(route.target)} passed its checks[/green]")
+            return
+        run.note(f"[red]{'; '.join(problems[:5])}[/red]: rolling back to {label(route.current)}")
         t0 = time.monotonic()
-        restored = self._undo(run)
-        self._measure_outcome(run, step.result.duration_s, True, time.monotonic() - t0, restored)
-        return True
+        done.restored = self._undo(run, plan, done)
+        done.rolled_back = True
+        done.rollback_s = round(time.monotonic() - t0, 3)
 
-    def _undo(self, run: DrillRun) -> bool:
+    def _undo(self, run: DrillRun, plan: ChangePlan, done: Change) -> bool:
         """Bring the database back to the plan's start; returns True when that took a restore."""
-        m, plan = self.migrations, self.plan
-        assert m is not None and plan is not None
-        start = [plan.current] if plan.current else []
+        m, route = plan.migrations, plan.route
+        start = [route.current] if route.current else []
         restored = False
         try:
             at: list[str] | None = m.current()
@@ -205,107 +244,105 @@ class _Change(LegacyDrill):
             at = None
         if at == start:
             run.note(
-                f"the failed {self.verb} left the database at {label(plan.current)} "
+                f"the failed {self.verb} left the database at {label(route.current)} "
                 "(PostgreSQL rolled its transaction back): nothing to undo"
             )
             method = "transaction"
         else:
-            undo = run_step(run, m, m.source, "rollback", self.undo_verb, plan.current)
-            self._guard(undo, at)
+            undo = run_step(run, m, m.source, "rollback", self.undo_verb, route.current)
+            done.steps.append(undo)
+            self._guard(plan, undo, at)
             method = self.undo_verb if undo.ok else ""
             if not undo.ok:
                 run.note(f"[bold red]the {self.undo_verb} failed too: {undo.result.why()}[/bold red]")
-                restored = self._restore(run)
+                restored = safety.restore_after_failed_undo(
+                    run,
+                    m,
+                    done.backup_id,
+                    allow_in_production=self.allow_restore_source,
+                    runbook=str(self.runbook),
+                )
                 method = "restore" if restored else "none"
+        done.rollback_method = method
         run.measure("rollback_method", method)
         now = m.current()
-        run.check(
-            "rolled_back_to_start",
-            ", ".join(now) or "base",
-            label(plan.current),
-            now == start,
-            "version table after the rollback",
+        done.undo.append(
+            Outcome(
+                name="rolled_back_to_start",
+                ok=now == start,
+                value=", ".join(now) or "base",
+                expected=label(route.current),
+                detail="version table after the rollback",
+            )
         )
-        self._post_checks(run, "after_rollback")
-        if self.compare_after_undo and self.data_before is not None:
-            self._compare_data(run)
+        done.undo.extend(checks.prefixed("after_rollback", self._post_checks(run, m)))
+        if self.compare_after_undo and done.data_before is not None:
+            self._compare_data(run, m, done, done.data_before)
         return restored
 
-    def _guard(self, step: Step, before: list[str] | None) -> None:
+    def _guard(self, plan: ChangePlan, step: Step, before: list[str] | None) -> None:
         """Stop at once (WrongDatabase) if the step reported success but the database did not move."""
-        if self.proof is not None and before is not None:
-            self.proof.after_step(step, before)
+        if plan.guard is not None and before is not None:
+            plan.guard.after_step(step, before)
 
-    def _restore(self, run: DrillRun) -> bool:
-        m = self.migrations
-        assert m is not None
-        if self.backup_id is None:
-            run.journal.error = "the undo failed and there is no pre-migration backup to restore"
-            run.note(f"[bold red]{run.journal.error}: follow {self.runbook}[/bold red]")
-            return False
-        if run.inventory.is_production and not self.allow_restore_source:
-            run.journal.error = (
-                f"the undo failed; NOT restoring backup {self.backup_id} into production database "
-                f"{m.source.name} without --allow-restore-source: follow {self.runbook}"
-            )
-            run.note(f"[bold red]{run.journal.error}[/bold red]")
-            return False
-        safety.restore_source(run, m, self.backup_id)
-        return True
-
-    @property
-    def _volatile(self) -> tuple[str, ...]:
-        """Left out of the data comparison: the inventory's tables and drillbook's heartbeat."""
-        return (*self.settings.volatile_tables, *HEARTBEAT_TABLES)
-
-    def _compare_data(self, run: DrillRun) -> None:
-        m = self.migrations
-        assert m is not None and self.data_before is not None
+    def _compare_data(
+        self, run: DrillRun, m: Migrations, done: Change, before: dict[str, data.TableData]
+    ) -> None:
         with run.phase("fingerprint-after"):
-            after = data.fingerprint(m.source.admin_dsn, exclude=self._volatile)
-        diffs = data.diff(self.data_before, after)
-        for d in diffs:
-            run.check(
-                f"data {d.kind} {d.name}", d.after or "missing", d.before or "absent", False, d.describe()
+            after = data.fingerprint(m.source.admin_dsn, exclude=tuple(self.settings.volatile_tables))
+        diffs = data.diff(before, after)
+        done.undo.extend(
+            Outcome(
+                name=f"data {d.kind} {d.name}",
+                ok=False,
+                value=d.after or "missing",
+                expected=d.before or "absent",
+                detail=d.describe(),
             )
-        run.measure("rows_after", data.total_rows(after), witness=DATA_WITNESS)
-        run.check_at_most(
-            "data_intact_differences",
-            len(diffs),
-            0,
-            f"{len(after)} tables, {data.total_rows(after)} rows; left out: {', '.join(self._volatile)}",
+            for d in diffs
+        )
+        done.rows_after = data.total_rows(after)
+        run.measure("rows_after", done.rows_after, witness=DATA_WITNESS)
+        done.undo.append(
+            Outcome(
+                name="data_intact_differences",
+                ok=not diffs,
+                value=len(diffs),
+                expected=0,
+                detail=f"{len(after)} tables, {done.rows_after} rows; "
+                f"left out: {', '.join(self.settings.volatile_tables) or 'none'}",
+            )
         )
 
-    # -- checks ------------------------------------------------------------------------------
-    def _post_checks(self, run: DrillRun, prefix: str, *, record: bool = True) -> list[Outcome]:
-        m = self.migrations
-        assert m is not None
+    def _post_checks(self, run: DrillRun, m: Migrations) -> list[Outcome]:
+        """Readiness of every instance, the smoke requests, the SQL assertions (judged by the caller)."""
         instances = run.inventory.topology.app_instances
-        outcomes = [
-            *checks.readiness(instances, self.settings.ready_timeout_s),
+        return [
+            *checks.readiness(instances, Readiness.of(run.inventory), self.settings.ready_timeout_s),
             *checks.smoke(instances, self.settings.smoke_requests),
             *checks.sql_assertions(m.source.dsn, self.settings.sql_assertions),
         ]
-        if record:
-            for o in outcomes:
-                run.check(f"{prefix}.{o.name}", o.value, o.limit, o.ok, o.detail)
-        return outcomes
 
-    def _measure_outcome(
-        self, run: DrillRun, migrate_s: float, rolled_back: bool, rollback_s: float | None, restored: bool
-    ) -> None:
-        m = self.migrations
-        assert m is not None
-        run.measure("migrate_s", round(migrate_s, 3), witness=f"wall clock around `{self.verb}`")
-        run.measure("rolled_back", rolled_back)
-        run.measure(
-            "rollback_s",
-            round(rollback_s, 3) if rollback_s is not None else None,
-            witness="from the failed check to the re-checked start revision",
-        )
-        run.measure("restored_from_backup", restored)
-        run.measure(
-            "final_revision", ", ".join(m.current()) or "base", witness="version table of the database"
+    # -- observe -----------------------------------------------------------------------------
+    def observe(self, run: DrillRun, plan: ChangePlan, acted: Change) -> ChangeMeasured:
+        return self._measured(plan, acted)
+
+    def _measured(self, plan: ChangePlan, done: Change) -> ChangeMeasured:
+        lock_s, lock_detail = longest_lock(done.steps)
+        return ChangeMeasured(
+            migrate_s=done.migrate_s,
+            rolled_back=done.rolled_back,
+            rollback_s=done.rollback_s,
+            rollback_method=done.rollback_method,
+            restored_from_backup=done.restored,
+            final_revision=", ".join(plan.migrations.current()) or "base",
+            backup_id=done.backup_id,
+            rows_before=data.total_rows(done.data_before) if done.data_before is not None else None,
+            rows_after=done.rows_after,
+            longest_lock_s=lock_s,
+            longest_lock_detail=lock_detail,
+            change=done.change,
+            undo=done.undo,
         )
 
 

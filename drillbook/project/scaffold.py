@@ -28,7 +28,7 @@ from drillbook.core.paths import BUNDLED_CHECKLIST, BUNDLED_RUNBOOKS, EXAMPLE_IN
 Outcome = Literal["created", "kept", "unchanged"]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 #: The example inventory's placeholder for the service's name.
-_EXAMPLE_SERVICE = "refservice"
+_EXAMPLE_SERVICE = "myservice"
 
 
 @dataclass(frozen=True)

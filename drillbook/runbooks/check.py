@@ -25,7 +25,7 @@ from typing import Protocol
 
 from invoke.collection import Collection
 
-from drillbook.core.drill import Drill, DrillClass, LegacyDrill
+from drillbook.core.drill import Drill, DrillClass
 from drillbook.runbooks import index
 from drillbook.runbooks.model import INDEX_NAME, Problem, Runbook, load_all, parse_file
 from drillbook.runbooks.tasks import TaskCatalog
@@ -234,7 +234,7 @@ def _check_drill_tasks(
 def _drill_classes() -> list[DrillClass]:
     """Drill subclasses defined in drillbook itself (tests define their own, not checked)."""
     seen: list[DrillClass] = []
-    stack: list[DrillClass] = [*Drill.__subclasses__(), *LegacyDrill.__subclasses__()]
+    stack: list[DrillClass] = [*Drill.__subclasses__()]
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())

@@ -67,8 +67,6 @@ def run(
     Exit 0 pass, 1 a threshold breached, 2 cannot run (target down, bad option,
     generator limit), 130 interrupted (a partial report is still written).
     """
-    from drillbook.load import LoadRun, load_settings, make_plan
-
     with cli_errors(opts.debug):
         # Ranges (rps > 0, 0 <= headroom <= 10, processes >= 1, load_max_rps) are judged by
         # make_plan, whose messages say what the number means; here: a finite number at all.
@@ -76,6 +74,8 @@ def run(
         headroom_ = float_option("headroom", headroom)
         processes_ = int_option("processes", processes, maximum=1024)
         duration_, ramp_ = _duration("duration", duration), _duration("ramp", ramp)
+        from drillbook.load import LoadRun, load_settings, make_plan  # after the options: a typo is instant
+
         inv = open_inventory(opts.inventory)
         settings = load_settings(inv)
         plan = make_plan(

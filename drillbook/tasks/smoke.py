@@ -9,7 +9,7 @@ from drillbook.tasks._cli import CommonOptions, cli_errors, drill_task, open_inv
 
 @drill_task(default=True)
 def smoke(c: Context, *, opts: CommonOptions) -> None:
-    """Smoke-test the service: probes, a DB round trip and an items CRUD cycle.
+    """Smoke-test the service: the profile's smoke flow (service_smoke), each step judged.
 
     Runbook: runbooks/release-readiness.md
     """
