@@ -228,7 +228,8 @@ def test_round_trip_restores_the_snapshot_not_later_writes(inv: Inventory, tmp_p
             conn.execute("INSERT INTO items (name, value) VALUES (%s, 'after')", (marker + "-after",))
         m = backup.manifest
         assert m.redis is not None and (Path(backup.location) / m.redis.file).is_file()
-        assert {"public.items", "public.sentinel"} <= set(m.tables) and m.wal_lsn_start
+        assert {"public.items", "drillbook.heartbeat", "drillbook.heartbeat_log"} <= set(m.tables)
+        assert m.wal_lsn_start
         assert all(len(f.sha256) == 64 for f in m.files)
 
         journal = _drill(inv, settings, tmp_path / "reports")
@@ -241,9 +242,10 @@ def test_round_trip_restores_the_snapshot_not_later_writes(inv: Inventory, tmp_p
     assert set(KEY_MEASUREMENTS) <= set(ms) and list(ms)[: len(KEY_MEASUREMENTS)] == list(KEY_MEASUREMENTS)
     assert ms["tables_verified"] == len(m.tables) and ms["rows_verified"] == m.rows
     assert ms["restore_s"] > 0 and ms["total_s"] >= ms["restore_s"] and ms["rto_target_s"] == settings.rto_s
-    # RPO: the newest sentinel inside the backup is about the backup's age (one row a second)
+    # RPO: drillbook's newest heartbeat inside the backup is about the backup's age (one beat a second)
     assert ms["rpo_s"] is not None and ms["backup_age_s"] - 2 <= ms["rpo_s"] <= ms["backup_age_s"] + 5
-    assert "restored db" in journal.witnesses["rows_verified"] and "sentinel" in journal.witnesses["rpo_s"]
+    assert "restored db" in journal.witnesses["rows_verified"]
+    assert "drillbook.heartbeat" in journal.witnesses["rpo_s"]
     checks = {c.name: c for c in journal.checks}
     assert (
         checks["query: row written after the backup"].ok and checks["query: row written before the backup"].ok

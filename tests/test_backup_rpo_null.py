@@ -1,8 +1,8 @@
-"""``backup_rpo_query: null`` skips the RPO check, as the lab's backup.yml documents.
+"""``backup_rpo_query`` unset or null means drillbook's heartbeat; a query overrides it.
 
-``Inventory.settings`` keeps a model's default for a variable set to null, so a
-null query once still ran the default sentinel query. Real inventories, loaded
-by Ansible's own inventory code.
+The RPO's witness is drillbook's own heartbeat table unless the inventory names a
+query on the service's own table (inventory/lab/group_vars/all/backup.yml). Real
+inventories, loaded by Ansible's own inventory code.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import pytest
 
 from drillbook.backup.settings import load_settings
 from drillbook.core.inventory import Inventory
-
-DEFAULT_QUERY = "SELECT max(written_at) FROM sentinel"
 
 
 def _inventory(tmp_path: Path, backup_vars: str) -> Inventory:
@@ -29,11 +27,11 @@ def _inventory(tmp_path: Path, backup_vars: str) -> Inventory:
     [
         ("backup_rpo_query: null\n", None),
         ("backup_rpo_query: ~\nbackup_rto_s: 60\n", None),
-        ("backup_rto_s: 60\n", DEFAULT_QUERY),  # unset: the documented default
+        ("backup_rto_s: 60\n", None),  # unset: the heartbeat, the documented default
         ("backup_rpo_query: SELECT max(at) FROM beat\n", "SELECT max(at) FROM beat"),
     ],
 )
-def test_null_rpo_query_turns_the_rpo_check_off(
+def test_unset_or_null_rpo_query_means_the_heartbeat(
     tmp_path: Path, backup_vars: str, expected: str | None
 ) -> None:
     assert load_settings(_inventory(tmp_path, backup_vars)).rpo_query == expected

@@ -35,8 +35,6 @@ NAME = re.compile(r"items_api|sentinel|refservice|refsvc", re.IGNORECASE)
 
 #: Module -> who removes what it still names. Only shrinks.
 KNOWN: dict[str, str] = {
-    "drillbook/backup/restore_drill.py": "heartbeat: the RPO witness text (newest sentinel)",
-    "drillbook/backup/settings.py": "heartbeat: the sentinel RPO query default",
     "drillbook/canary/drill.py": "canary3: background traffic from the profile",
     "drillbook/canary/releases.py": "canary3/app2: release artefacts of any service",
     "drillbook/core/traffic.py": "flow: background traffic from service_traffic",

@@ -19,8 +19,11 @@ act
     seconds journaled as it ends. A bad file or a failing pg_restore stops the
     drill as ``fail``, naming the file or pg_restore's error.
 observe
-    The inventory's SQL assertions and the newest sentinel row (RPO) in the
-    restored database; with ``--boot-app`` one instance of the service on it
+    The inventory's SQL assertions and the newest heartbeat (RPO: drillbook's
+    own ``drillbook.heartbeat``, or ``backup_rpo_query``) in the restored
+    database; with an RPO target and no heartbeat to read, the verdict is
+    ``error`` with the reason (drillbook could not measure, the backup is not
+    blamed and the drill never passes); with ``--boot-app`` one instance of the service on it
     until its readiness probe answers 200. Returns :class:`RestoreMeasured`.
 verify
     The declared :attr:`RestoreTest.checks` (core evaluates them): files intact,
@@ -93,7 +96,9 @@ class RestoreMeasured(Measurements):
     restore_s: float | None = witnessed("pg_restore process lifetime (+ CREATE DATABASE)")
     total_s: float | None = witnessed("drill clock: download start to last recovery step (journal phases)")
     rto_target_s: float | None = witnessed("inventory backup_rto_s")
-    rpo_s: float | None = witnessed("backup_rpo_query (newest sentinel) in the restored db vs drill start")
+    rpo_s: float | None = witnessed(
+        "newest drillbook.heartbeat beat (or backup_rpo_query) in the restored db"
+    )
     backup_age_s: float | None = witnessed("manifest started_at vs drill start")
     tables_verified: int | None = witnessed("count(*) and checksum per table in the restored db")
     rows_verified: int | None = witnessed("SELECT count(*) per table in the restored db")
@@ -288,6 +293,9 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
             t0 = time.monotonic()
             queries = run_queries(r.dsn, s)
             rpo = measure_rpo(r.dsn, s, plan.drill_start, run.note)
+            run.measure("rpo_s", rpo.rpo_s, witness=rpo.witness)
+            if rpo.rpo_s is None and s.rpo_target_s is not None:
+                run.journal.error = f"RPO not measured: {rpo.why_not}"
             verify_s = r.verify_s + time.monotonic() - t0
         boot_s, booted = self._boot(run, plan, r) if self.boot_app else (None, [])
         total_s = time.monotonic() - acted.t_act
@@ -297,7 +305,7 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
             restore_s=round(r.restore_s, 3),
             total_s=round(total_s, 3),
             rto_target_s=s.rto_s,
-            rpo_s=rpo,
+            rpo_s=rpo.rpo_s,
             backup_age_s=plan.backup_age_s,
             tables_verified=v.tables_verified if v else None,
             rows_verified=v.rows_verified if v else None,

@@ -59,7 +59,8 @@ class BackupSettings(BaseModel):
     rto_s: float = Field(default=900, gt=0)
     rpo_target_s: float | None = Field(default=None, gt=0)
     max_age_s: float | None = Field(default=None, gt=0)
-    rpo_query: str | None = "SELECT max(written_at) FROM sentinel"
+    # None: the newest beat of drillbook's own heartbeat (core/heartbeat.py) in the restored data
+    rpo_query: str | None = None
     verify_queries: list[VerifyQuery] = Field(default_factory=list)
     scratch_prefix: str = Field(default="drillbook_restore", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
     scratch_cluster_user: str = "postgres"
@@ -83,9 +84,10 @@ class BackupSettings(BaseModel):
 
 
 #: Settings whose documented ``null`` means "off". ``Inventory.settings`` keeps a
-#: model default for a variable set to null, so without this ``backup_rpo_query:
-#: null`` still ran the default sentinel query.
-NULL_MEANS_OFF = ("rpo_query",)
+#: model default for a variable set to null, so a variable listed here and set to
+#: null is passed as None explicitly. Empty today: ``backup_rpo_query: null`` (like
+#: unset) means "drillbook's heartbeat", which is also the default.
+NULL_MEANS_OFF: tuple[str, ...] = ()
 _UNSET = object()
 
 
@@ -93,7 +95,7 @@ def load_settings(inv: Inventory, **overrides: Any) -> BackupSettings:
     """The inventory's ``backup_*`` variables, with ``overrides`` (tests, command-line options) on top.
 
     Through core's one loader, so a bad value is one ConfigError line naming ``backup_<field>``;
-    an override of ``None`` is kept (it switches an optional check off, e.g. ``rpo_query=None``).
+    an override of ``None`` is kept (``rpo_query=None``: the RPO from drillbook's heartbeat).
     A variable of :data:`NULL_MEANS_OFF` set to null in the inventory switches it off the same way.
     """
     off = {f: None for f in NULL_MEANS_OFF if inv.var(f"backup_{f}", _UNSET) is None}

@@ -57,6 +57,27 @@ def postgres(dsn: str, timeout_s: int = 2) -> Health:
     return _timed("postgres", _redact(dsn), probe)
 
 
+def heartbeat(dsn: str, max_age_s: float = 5.0, timeout_s: int = 2) -> Health:
+    """drillbook's own heartbeat in the service's database: the newest beat, and how old it is."""
+    import psycopg
+
+    from drillbook.core import heartbeat as hb
+
+    def probe() -> str:
+        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
+            beat = hb.newest(conn)
+            now = conn.execute("SELECT clock_timestamp()").fetchone()
+        if beat is None:
+            raise RuntimeError(f"no beat in {hb.TABLE}: is the heartbeat writer running?")
+        age = beat.age_s(now[0] if now else None)
+        detail = f"{beat.writer_id} seq {beat.seq}, {age:.1f}s old"
+        if age > max_age_s:
+            raise RuntimeError(f"stale: {detail} (limit {max_age_s:g}s)")
+        return detail
+
+    return _timed("heartbeat", _redact(dsn), probe)
+
+
 def redis(url: str, timeout_s: float = 1.0) -> Health:
     import redis as redis_lib
 

@@ -121,9 +121,14 @@ def down(inv: Inventory, *, purge: bool = False, progress: ProgressFn | None = N
 def status(inv: Inventory) -> LabStatus:
     remember_inventory(inv)
     topo = inv.topology
+    pieces = health.of_inventory(inv)
+    heartbeat_dsn = str(inv.var("heartbeat_dsn", "") or "")
+    if heartbeat_dsn:  # drillbook's own witness, not the service's: a lab piece, never a steady state
+        max_age = float(inv.var("heartbeat_max_age_s", 5.0))
+        pieces.insert(1, health.heartbeat(heartbeat_dsn, max_age))
     return LabStatus(
         inventory=inv.name,
-        pieces=health.of_inventory(inv),
+        pieces=pieces,
         lb_url=topo.lb_url,
         postgres_dsn=topo.postgres_dsn,
         redis_url=topo.redis_url,

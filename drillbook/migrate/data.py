@@ -17,6 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from drillbook.core import pgdata
+from drillbook.core.heartbeat import TABLES as HEARTBEAT_TABLES
 from drillbook.migrate.schema import Difference
 
 _NULL = "\\N"
@@ -33,7 +34,12 @@ class TableData:
 
 
 def fingerprint(dsn: str, *, exclude: tuple[str, ...] = (), columns: bool = True) -> dict[str, TableData]:
-    """``schema.table -> TableData`` for every table except ``exclude`` (``table`` or ``schema.table``)."""
+    """``schema.table -> TableData`` for every table except ``exclude`` (``table`` or ``schema.table``).
+
+    drillbook's own heartbeat tables are always left out: drillbook writes them every
+    second, they are no data of the service's that a migration could lose.
+    """
+    exclude = (*exclude, *HEARTBEAT_TABLES)
     with pgdata.connect(
         dsn, read_only=True, stable_output=True, application_name="drillbook-migrate"
     ) as conn:

@@ -122,7 +122,7 @@ def restore_test(
 
     Checks every file's SHA-256, restores with pg_restore -j N into a scratch
     database, compares per-table rows and checksums with the manifest, runs
-    backup_verify_queries, measures the RPO from the newest sentinel row and
+    backup_verify_queries, measures the RPO from the newest heartbeat row and
     the total time against backup_rto_s; then drops the scratch database.
     """
     from drillbook.backup import RestoreTest, load_settings
