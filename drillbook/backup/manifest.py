@@ -39,6 +39,8 @@ class FileEntry(BaseModel):
 
 
 class TableEntry(BaseModel):
+    """One table at the dump's snapshot: row count and the SQL checksum named by ``checksum_method``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rows: int
@@ -58,6 +60,8 @@ class RedisEntry(BaseModel):
 
 
 class DumpEntry(BaseModel):
+    """How ``pg_dump`` ran: version, format, parallel jobs, compression level, seconds taken."""
+
     model_config = ConfigDict(extra="forbid")
 
     tool: str  # "pg_dump (PostgreSQL) 15.18"
@@ -69,6 +73,11 @@ class DumpEntry(BaseModel):
 
 
 class Manifest(BaseModel):
+    """Everything needed to trust a backup without the source: written last, sealed by its own digest.
+
+    Times are ISO 8601 UTC strings; ``source`` never contains a password.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     format: int = FORMAT
@@ -93,21 +102,26 @@ class Manifest(BaseModel):
     # -- derived -------------------------------------------------------------
     @property
     def total_bytes(self) -> int:
+        """Bytes of all data files (the manifest itself excluded)."""
         return sum(f.size for f in self.files)
 
     @property
     def rows(self) -> int:
+        """Rows across all tables, as counted at the dump's snapshot."""
         return sum(t.rows for t in self.tables.values())
 
     @property
     def started(self) -> datetime:
+        """``started_at`` as an aware UTC datetime."""
         return parse_time(self.started_at)
 
     @property
     def finished(self) -> datetime:
+        """``finished_at`` as an aware UTC datetime."""
         return parse_time(self.finished_at)
 
     def file(self, path: str) -> FileEntry | None:
+        """The entry for a path relative to the backup root; None if the backup does not list it."""
         return next((f for f in self.files if f.path == path), None)
 
     # -- serialisation ---------------------------------------------------------
@@ -116,6 +130,7 @@ class Manifest(BaseModel):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> str:
+        """The manifest with a fresh digest; call it only after every other field is final."""
         sealed = self.model_copy(update={"digest": self._content_digest()})
         return sealed.model_dump_json(indent=2) + "\n"
 
@@ -140,11 +155,13 @@ class Manifest(BaseModel):
 
 
 def parse_time(text: str) -> datetime:
+    """Parse a manifest time (ISO 8601, ``Z`` or ``+00:00``) into an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # -- files -----------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, streamed (constant memory for multi-GB dump files)."""
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -162,6 +179,8 @@ def describe_files(root: Path, jobs: int = 4) -> list[FileEntry]:
 
 @dataclass(frozen=True)
 class FileProblem:
+    """One file that fails the integrity check; ``str()`` is the line shown to the user."""
+
     path: str
     reason: str
 

@@ -67,11 +67,18 @@ class Fetched:
     temporary: bool  # True when the files were copied and must be removed afterwards
 
     def cleanup(self) -> None:
+        """Remove downloaded copies; a no-op for a local repository, whose files are the originals."""
         if self.temporary:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
 class Repository(ABC):
+    """The contract shared by the local and S3 stores; listings, prune and drills use only this.
+
+    A backup exists once its manifest does: :meth:`commit` writes it last,
+    :meth:`delete` removes it first.
+    """
+
     kind: str = "?"
 
     @property
@@ -132,6 +139,7 @@ class Repository(ABC):
         return candidate
 
     def record(self, backup_id: str) -> VerificationRecord | None:
+        """The last restore drill of this backup; None if never drilled or if the record is unreadable."""
         data = self._read_record(backup_id)
         if data is None:
             return None
@@ -141,6 +149,7 @@ class Repository(ABC):
             return None
 
     def write_record(self, record: VerificationRecord) -> None:
+        """Replace the backup's drill record (only the latest drill is kept)."""
         self._write_record(record.backup_id, record.model_dump_json(indent=2).encode() + b"\n")
 
 
@@ -155,9 +164,11 @@ class LocalRepository(Repository):
 
     @property
     def location(self) -> str:
+        """The directory path, as given (not resolved)."""
         return str(self.root)
 
     def check(self, *, write: bool = False) -> None:
+        """Without ``write``, existence only; with it, create the directory and write a probe file."""
         if write:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -169,11 +180,13 @@ class LocalRepository(Repository):
             raise RepositoryError(f"backup repository {self.root} does not exist (no backup taken yet?)")
 
     def ids(self) -> list[str]:
+        """Directory names shaped like ids, manifest or not; an absent root is an empty repository."""
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and ID_RE.match(p.name))
 
     def read_manifest(self, backup_id: str) -> Manifest | None:
+        """None when ``manifest.json`` is absent; :class:`RepositoryError` if it cannot be read."""
         path = self.root / backup_id / MANIFEST
         try:
             data = path.read_bytes()
@@ -184,22 +197,27 @@ class LocalRepository(Repository):
         return Manifest.from_json(data, where=f"{backup_id}/{MANIFEST}")
 
     def staging_dir(self, backup_id: str) -> Path:
+        """The backup's final directory: files land in place, the manifest rename makes them visible."""
         path = self.root / backup_id
         path.mkdir(parents=True, exist_ok=False)
         return path
 
     def commit(self, manifest: Manifest, staging: Path, progress: Progress | None = None) -> None:
+        """fsync the data, then rename the manifest in: a crash never leaves a manifest without data."""
         fsync_tree(staging)
         write_atomic(staging / MANIFEST, manifest.to_json())
 
     def abort(self, backup_id: str, staging: Path) -> None:
+        """Manifest first, then the tree; errors are ignored so an abort never masks the original failure."""
         (self.root / backup_id / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(self.root / backup_id, ignore_errors=True)
 
     def fetch(self, manifest: Manifest, dest_root: Path, progress: Progress | None = None) -> Fetched:
+        """No copy: the backup's own directory, marked not temporary so cleanup never deletes it."""
         return Fetched(path=self.root / manifest.id, downloaded_bytes=0, temporary=False)
 
     def delete(self, backup_id: str) -> None:
+        """Manifest first, then files, then the drill record; missing pieces are not an error."""
         (self.root / backup_id / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(self.root / backup_id, ignore_errors=True)
         self._delete_record(backup_id)
@@ -227,6 +245,7 @@ def work_dir(settings: BackupSettings) -> Path:
 
 
 def open_repository(settings: BackupSettings) -> Repository:
+    """The repository the settings name; :class:`ConfigError` when the local path or bucket is unset."""
     if settings.repository == "s3":
         from drillbook.backup.s3_repository import S3Repository  # it builds on this module
 
@@ -247,13 +266,16 @@ class BackupEntry:
 
     @property
     def complete(self) -> bool:
+        """True once a manifest exists, even an unreadable one (prune keeps corrupt backups visible)."""
         return self.manifest is not None or self.problem is not None
 
     @property
     def verified_at(self) -> str | None:
+        """When the last passing restore drill ran; None if none passed or none was recorded."""
         return self.record.verified_at if self.record else None
 
     def to_dict(self) -> dict[str, Any]:
+        """A ``backup.list --json`` row; manifest fields are None when it is missing or corrupt."""
         m = self.manifest
         return {
             "id": self.id,
@@ -286,4 +308,5 @@ def list_backups(repo: Repository, *, include_incomplete: bool = False) -> list[
 
 
 def dump_json(entries: list[BackupEntry]) -> str:
+    """The listing for ``backup.list --json``: a JSON array of :meth:`BackupEntry.to_dict`, oldest first."""
     return json.dumps([e.to_dict() for e in entries], indent=2)

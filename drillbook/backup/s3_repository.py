@@ -74,6 +74,7 @@ class S3Repository(Repository):
 
     @property
     def location(self) -> str:
+        """``s3://bucket/prefix`` for messages; no trailing slash."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     def _key(self, *parts: str) -> str:
@@ -105,13 +106,16 @@ class S3Repository(Repository):
             raise RepositoryError(f"{self.location_or_bucket()}: cannot {action}: {exc}") from None
 
     def location_or_bucket(self) -> str:
+        """Like :attr:`location`, but safe before ``__init__`` has set bucket and prefix."""
         return f"s3://{getattr(self, 'bucket', '?')}/{getattr(self, 'prefix', '')}".rstrip("/")
 
     def check(self, *, write: bool = False) -> None:
+        """HEAD the bucket; ``write`` is not probed on S3 (a refused PUT surfaces at commit)."""
         with self._errors("reach the bucket"):
             self.client.head_bucket(Bucket=self.bucket)
 
     def ids(self) -> list[str]:
+        """Id-shaped ``<prefix>/<id>/`` folders, manifest or not, sorted (ids sort by age)."""
         found: list[str] = []
         with self._errors("list backups"):
             paginator = self.client.get_paginator("list_objects_v2")
@@ -142,14 +146,17 @@ class S3Repository(Repository):
             )
 
     def read_manifest(self, backup_id: str) -> Manifest | None:
+        """None when the manifest object is absent; :class:`BackupCorrupt` if present but damaged."""
         data = self._get(self._key(backup_id, MANIFEST))
         return None if data is None else Manifest.from_json(data, where=f"{backup_id}/{MANIFEST}")
 
     def staging_dir(self, backup_id: str) -> Path:
+        """A fresh local temporary directory under the work dir; :meth:`commit` uploads and removes it."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{backup_id}-", dir=self.work_dir))
 
     def commit(self, manifest: Manifest, staging: Path, progress: Progress | None = None) -> None:
+        """Upload the files in parallel, then PUT the manifest alone: the backup appears only when whole."""
         from boto3.s3.transfer import create_transfer_manager
 
         if progress:
@@ -176,11 +183,17 @@ class S3Repository(Repository):
         shutil.rmtree(staging, ignore_errors=True)
 
     def abort(self, backup_id: str, staging: Path) -> None:
+        """Remove the staging copy and best-effort delete anything uploaded; S3 errors are swallowed."""
         shutil.rmtree(staging, ignore_errors=True)
         with suppress(RepositoryError):
             self._delete_prefix(backup_id)
 
     def fetch(self, manifest: Manifest, dest_root: Path, progress: Progress | None = None) -> Fetched:
+        """Download into a temporary directory (removed on any failure).
+
+        Keys missing in the bucket are skipped, not raised: the integrity check then
+        reports them as missing files, which is the finding a drill should show.
+        """
         from boto3.s3.transfer import create_transfer_manager
         from botocore.exceptions import ClientError
 
@@ -227,6 +240,7 @@ class S3Repository(Repository):
                 )
 
     def delete(self, backup_id: str) -> None:
+        """Manifest first (the backup leaves listings at once), then the other keys and the record."""
         with self._errors(f"delete backup {backup_id}"):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(backup_id, MANIFEST))
         self._delete_prefix(backup_id)

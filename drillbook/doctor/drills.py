@@ -18,6 +18,8 @@ from drillbook.doctor.facts import Answer, Facts
 
 @dataclass(frozen=True)
 class Finding:
+    """One line of the doctor's output; ``blocks=False`` makes it a note that still lets the drill run."""
+
     text: str
     blocks: bool = True
 
@@ -31,6 +33,7 @@ class DrillCheck:
 
     @property
     def can_run(self) -> bool:
+        """True when no finding blocks; notes alone never stop a drill."""
         return not any(f.blocks for f in self.findings)
 
 
@@ -86,10 +89,12 @@ def _answers(what: str, answers: dict[str, Answer]) -> list[Finding]:
 
 
 def backup(f: Facts) -> list[Finding]:
+    """``backup.run`` needs a reachable database and hosts in the ``db`` group."""
     return _database(f) + _hosts(f, "db")
 
 
 def restore_test(f: Facts) -> list[Finding]:
+    """``backup.restore-test`` needs the database; a readiness path answering 404 is a note."""
     out = _database(f)
     if any(s.status in (404, 405, 410) for s in f.ready.values()):
         h = f.profile.health
@@ -99,10 +104,16 @@ def restore_test(f: Facts) -> list[Finding]:
 
 
 def migrate(f: Facts) -> list[Finding]:
+    """``migrate.rehearse`` needs only a reachable database."""
     return _database(f)
 
 
 def canary(f: Facts) -> list[Finding]:
+    """``deploy.canary`` needs readiness, the load balancer and a service identity to tell versions apart.
+
+    Metrics are optional when HAProxy's admin socket can supply counters; without
+    either, nothing could judge the canary and that blocks.
+    """
     out = _readiness(f) + _lb(f) + _profile(f, "identity")
     ident = f.profile.identity
     if ident is not None:
@@ -127,6 +138,7 @@ def canary(f: Facts) -> list[Finding]:
 
 
 def kill_db(f: Facts) -> list[Finding]:
+    """``chaos.kill-db`` needs the database, a target host, readiness, the LB and the marker endpoint."""
     out = _database(f) + _hosts(f, "db", "chaos_db_target") + _readiness(f) + _lb(f) + _marker(f)
     if f.profile.health.ready is None:
         out.append(Finding("service_health.ready absent: a TCP connect cannot see the database go away"))
@@ -134,6 +146,7 @@ def kill_db(f: Facts) -> list[Finding]:
 
 
 def kill_redis(f: Facts) -> list[Finding]:
+    """``chaos.kill-redis`` needs a service using Redis, and Redis reachable; no degraded signal is a note."""
     out: list[Finding] = []
     if not f.profile.uses_redis:
         return [Finding("service_uses_redis is false: the service has no Redis to lose")]
@@ -150,6 +163,7 @@ def kill_redis(f: Facts) -> list[Finding]:
 
 
 def kill_app(f: Facts) -> list[Finding]:
+    """``chaos.kill-app`` needs at least two app instances, so the survivors can take the traffic."""
     out = _readiness(f) + _lb(f) + _marker(f)
     if len(f.topo.app_instances) < 2:
         out.append(Finding("kill-app needs at least two app instances (the others take the traffic)"))
@@ -157,6 +171,7 @@ def kill_app(f: Facts) -> list[Finding]:
 
 
 def load(f: Facts) -> list[Finding]:
+    """``load.run`` needs the LB and something to send: declared requests or a locustfile."""
     out = _lb(f)
     t = f.profile.traffic
     if not t.requests and not t.locustfile and f.inv.var("load_locustfile") is None:
@@ -165,6 +180,7 @@ def load(f: Facts) -> list[Finding]:
 
 
 def smoke(f: Facts) -> list[Finding]:
+    """``smoke`` needs the profile's smoke steps, and each step's read path must exist at the LB."""
     out = _lb(f) + _profile(f, "smoke")
     for name, a in f.smoke_reads.items():
         if a.no_such_path or a.unreachable:
@@ -173,6 +189,7 @@ def smoke(f: Facts) -> list[Finding]:
 
 
 def audit_http(f: Facts) -> list[Finding]:
+    """``audit.http`` needs the LB; absent audit targets are notes (those checks become not applicable)."""
     out = _lb(f)
     a = f.profile.audit
     if f.audit_probe is not None and (f.audit_probe.no_such_path or f.audit_probe.unreachable):

@@ -56,6 +56,7 @@ class Histogram:
     max_ms: float = 0.0
 
     def add(self, ms: float) -> None:
+        """File one latency in milliseconds; sum and maximum stay exact, only quantiles are bucketed."""
         self.add_in(bucket_of(ms), ms)
 
     def add_in(self, bucket: int, ms: float) -> None:
@@ -68,6 +69,7 @@ class Histogram:
             self.max_ms = ms
 
     def merge(self, other: Histogram) -> None:
+        """Add another histogram's counts in place (exact: both use the same fixed buckets)."""
         for k, c in other.counts.items():
             self.counts[k] = self.counts.get(k, 0) + c
         self.n += other.n
@@ -76,6 +78,7 @@ class Histogram:
 
     @property
     def mean_ms(self) -> float | None:
+        """Exact mean in milliseconds (from the sum, not the buckets); None when empty."""
         return self.sum_ms / self.n if self.n else None
 
     def quantile(self, q: float) -> float | None:
@@ -91,6 +94,7 @@ class Histogram:
         return self.max_ms
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (bucket keys as strings); :meth:`from_dict` reverses it."""
         return {
             "counts": {str(k): c for k, c in self.counts.items()},
             "n": self.n,
@@ -100,6 +104,7 @@ class Histogram:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Histogram:
+        """Rebuild from :meth:`to_dict` output; missing keys read as an empty histogram."""
         return cls(
             counts={int(k): int(c) for k, c in (data.get("counts") or {}).items()},
             n=int(data.get("n", 0)),
@@ -117,22 +122,27 @@ class Tally:
 
     @property
     def requests(self) -> int:
+        """Requests filed here, failed ones included (every request has a latency)."""
         return self.latency.n
 
     def add(self, ms: float, failed: bool) -> None:
+        """File one request: latency in milliseconds, ``failed`` as Locust judged it."""
         self.latency.add(ms)
         if failed:
             self.failures += 1
 
     def merge(self, other: Tally) -> None:
+        """Add another cell's failures and latencies in place."""
         self.failures += other.failures
         self.latency.merge(other.latency)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; :meth:`from_dict` reverses it."""
         return {"failures": self.failures, "latency": self.latency.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
+        """Rebuild from :meth:`to_dict` output; missing keys read as zero."""
         return cls(
             failures=int(data.get("failures", 0)), latency=Histogram.from_dict(data.get("latency", {}))
         )
@@ -167,6 +177,7 @@ class Recorder:
     _slot_count: int = 0
 
     def start(self, t0: float) -> None:
+        """Set the plan's start (wall-clock epoch seconds); :meth:`record` drops requests until then."""
         self.t0 = t0
 
     def record(self, start: float, name: str, ms: float, failed: bool) -> None:
@@ -219,6 +230,10 @@ class Recorder:
         self._slot, self._slot_count = slot, 1
 
     def merge(self, other: Recorder) -> None:
+        """Add another process's records in place (workers into the master's view).
+
+        ``ramp_s``, ``duration_s`` and ``t0`` are kept from ``self``: all processes share one plan.
+        """
         for second, cell in other.seconds.items():
             self.seconds.setdefault(second, Tally()).merge(cell)
         for phase, rows in other.endpoints.items():
@@ -235,6 +250,7 @@ class Recorder:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form written to ``drillbook_load.json``; :meth:`from_dict` reverses it."""
         return {
             "ramp_s": self.ramp_s,
             "duration_s": self.duration_s,
@@ -246,6 +262,7 @@ class Recorder:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recorder:
+        """Rebuild from :meth:`to_dict` output (missing cells read as empty); the slot cursor restarts."""
         return cls(
             ramp_s=float(data.get("ramp_s", 0.0)),
             duration_s=float(data.get("duration_s", 0.0)),

@@ -61,37 +61,46 @@ class LocustFiles:
 
     @property
     def csv_prefix(self) -> Path:
+        """The ``--csv`` prefix; Locust appends ``_stats.csv``, ``_stats_history.csv`` and the rest."""
         return self.directory / "locust"
 
     @property
     def stats_csv(self) -> Path:
+        """Locust's whole-run table (ramp included), written when Locust exits."""
         return self.directory / "locust_stats.csv"
 
     @property
     def history_csv(self) -> Path:
+        """Locust's once-a-second rows (``--csv-full-history``), sliding-window percentiles."""
         return self.directory / "locust_stats_history.csv"
 
     @property
     def failures_csv(self) -> Path:
+        """Failures grouped by (method, name, error), as Locust writes them."""
         return self.directory / "locust_failures.csv"
 
     @property
     def exceptions_csv(self) -> Path:
+        """Exceptions raised inside the locustfile's tasks (not HTTP failures)."""
         return self.directory / "locust_exceptions.csv"
 
     @property
     def html(self) -> Path:
+        """Locust's own HTML report, kept as an artefact next to the drill's report."""
         return self.directory / "locust.html"
 
     @property
     def log(self) -> Path:
+        """Locust's stdout and stderr; its tail goes into error messages."""
         return self.directory / "locust.log"
 
     @property
     def records(self) -> Path:
+        """The plugin's per-second request records, the source of every judged figure."""
         return self.directory / "drillbook_load.json"
 
     def existing(self) -> list[Path]:
+        """The output files Locust actually left, to register as artefacts (a crashed run leaves fewer)."""
         paths = (
             self.html,
             self.stats_csv,
@@ -199,6 +208,11 @@ class ProcessTreeCpu:
         psutil.cpu_percent(interval=None)
 
     def sample(self) -> None:
+        """Append one :class:`CpuSample`; call it periodically while Locust runs.
+
+        A process seen for the first time only primes psutil's counter and appears from
+        the next sample on; processes that vanish, or a root that is gone, are skipped.
+        """
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
@@ -257,10 +271,12 @@ class LocustOutcome:
 
     @property
     def interrupted(self) -> bool:
+        """True when the operator (a signal) stopped the run, whatever Locust's exit code."""
         return self.interrupted_by is not None
 
     @property
     def total(self) -> StatsRow | None:
+        """The ``Aggregated`` row of Locust's own stats; None if Locust wrote no stats."""
         return next((r for r in self.stats if r.name == "Aggregated"), None)
 
 

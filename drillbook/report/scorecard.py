@@ -34,6 +34,7 @@ class ReportSettings(BaseModel):
     key_figures: dict[str, list[str]] = Field(default_factory=dict)
 
     def limit_days(self, drill: str) -> float | None:
+        """Days a pass stays fresh for ``drill``: its own limit, else the default; None means never stale."""
         return self.freshness_days.get(drill, self.freshness_default_days)
 
 
@@ -57,6 +58,7 @@ class DrillStatus:
 
     @property
     def finished(self) -> list[Entry]:
+        """Runs with a verdict; a journal still ``running`` is in progress or was killed."""
         return [e for e in self.runs if e.verdict != "running"]
 
     @property
@@ -67,20 +69,24 @@ class DrillStatus:
 
     @property
     def last_run(self) -> Entry | None:
+        """The newest run, finished or not (a ``running`` journal included)."""
         return self.runs[-1] if self.runs else None
 
     @property
     def last_pass(self) -> Entry | None:
+        """The newest passing run, which is what freshness is measured from."""
         passed = [e for e in self.runs if e.verdict == "pass"]
         return passed[-1] if passed else None
 
     @property
     def verdict(self) -> str:
+        """The latest finished run's verdict, or ``never`` when none finished."""
         latest = self.latest
         return latest.verdict if latest is not None else "never"
 
     @property
     def figure(self) -> Figure | None:
+        """The key figure of the latest finished run; None when there is none or its journal is unreadable."""
         latest = self.latest
         if latest is None or latest.journal is None:
             return None
@@ -88,6 +94,7 @@ class DrillStatus:
 
     @property
     def stale(self) -> bool:
+        """True when :attr:`stale_reason` has a reason; a drill without a limit is never stale."""
         return self.stale_reason is not None
 
     @property
@@ -106,6 +113,8 @@ class DrillStatus:
 
 @dataclass
 class Scorecard:
+    """Every drill's row, plus all journals found (unreadable ones too, so they can be reported)."""
+
     report_root: Path
     drills: list[DrillStatus]
     entries: list[Entry]
@@ -114,9 +123,11 @@ class Scorecard:
 
     @property
     def unreadable(self) -> list[Entry]:
+        """Journals that could not be parsed; they count for no drill but are shown so they get fixed."""
         return [e for e in self.entries if not e.readable]
 
     def get(self, drill: str) -> DrillStatus | None:
+        """The row of a drill that ran or has a limit; None otherwise (see :meth:`status`)."""
         return next((d for d in self.drills if d.drill == drill), None)
 
     def status(self, drill: str) -> DrillStatus:
@@ -173,6 +184,7 @@ def freshness_text(d: DrillStatus) -> str:
 
 
 def scorecard_table(card: Scorecard) -> Table:
+    """The Rich table ``report.scorecard`` prints: one row per drill, with age and freshness."""
     table = Table(title=f"drill scorecard ({display_path(card.report_root)})")
     for col in ("drill", "verdict", "key figure", "when (UTC)", "freshness", "report"):
         table.add_column(col, overflow="fold")

@@ -47,6 +47,7 @@ _PROGRAM = "import sys; from drillbook.cli import main; main()"
 
 
 def who() -> str:
+    """The operator's login name for the incident log; never raises (containers may have no passwd entry)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -55,6 +56,8 @@ def who() -> str:
 
 @dataclass
 class CommandRun:
+    """One ``inv`` command of a step: exit code (None if it never finished), seconds, new reports."""
+
     command: Command
     started_at: str
     exit_code: int | None = None
@@ -64,11 +67,14 @@ class CommandRun:
 
     @property
     def ok(self) -> bool:
+        """True only for exit code 0; an interrupted command (None) is not ok."""
         return self.exit_code == 0
 
 
 @dataclass
 class StepRecord:
+    """What happened at one step: the operator's choice, the commands run and any note typed."""
+
     step: Step
     action: str  # run, skip, done, quit
     runs: list[CommandRun] = field(default_factory=list)
@@ -77,6 +83,8 @@ class StepRecord:
 
 @dataclass
 class WalkResult:
+    """The whole walk, for the task's exit code; ``quit_at`` is the step number the operator quit at."""
+
     log_path: Path
     records: list[StepRecord] = field(default_factory=list)
     interrupted: bool = False
@@ -84,10 +92,12 @@ class WalkResult:
 
     @property
     def failed(self) -> list[CommandRun]:
+        """Every command that did not exit 0, across all steps."""
         return [r for rec in self.records for r in rec.runs if not r.ok]
 
     @property
     def exit_code(self) -> int:
+        """130 when interrupted (as a shell reports SIGINT), 1 if any command failed, else 0."""
         if self.interrupted:
             return 130
         return 1 if self.failed else 0
@@ -101,6 +111,7 @@ class IncidentLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, text: str) -> None:
+        """Append one line (newline added if missing) and fsync, so a crash loses nothing written."""
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(text if text.endswith("\n") else text + "\n")
             fh.flush()
@@ -108,6 +119,7 @@ class IncidentLog:
 
 
 def incident_path(report_root: Path, runbook: Runbook) -> Path:
+    """A new file under ``<report root>/incidents/``; a numeric suffix keeps two walks in one second apart."""
     base = report_root / "incidents" / f"{utc_stamp()}-{runbook.name}.md"
     path, n = base, 1
     while path.exists():
@@ -117,6 +129,8 @@ def incident_path(report_root: Path, runbook: Runbook) -> Path:
 
 
 def rich_ask(console: Console) -> Ask:
+    """The interactive :data:`Ask` on a terminal; Rich re-asks until the answer is one of the choices."""
+
     def ask(question: str, choices: Sequence[str], default: str) -> str:
         if choices:
             return Prompt.ask(question, choices=list(choices), default=default, console=console)
@@ -156,6 +170,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 class Walker:
+    """One walk of a runbook: shows each step, asks, runs its commands, logs every event.
+
+    ``ask`` and ``runner`` are the seams tests use instead of a terminal and a
+    subprocess; the incident log's path is fixed at construction.
+    """
+
     def __init__(
         self,
         runbook: Runbook,
@@ -182,6 +202,11 @@ class Walker:
 
     # -- the walk -----------------------------------------------------------
     def walk(self) -> WalkResult:
+        """Walk every step until the end or a quit; returns the result, never raises for Ctrl-C or SIGTERM.
+
+        An interruption is logged and ends the walk without the footer; a closed input
+        (EOF) is logged as a stop at the current step.
+        """
         self._header()
         current: Step | None = None
         try:
