@@ -72,6 +72,7 @@ def protected_names(inv: Inventory, settings: BackupSettings) -> set[str]:
 def fetch(
     repo: Repository, manifest: Manifest, settings: BackupSettings, progress: ProgressFn | None = None
 ) -> Fetched:
+    """Make the backup's files local under the work dir; call :meth:`Fetched.cleanup` when done."""
     return repo.fetch(manifest, work_dir(settings), progress=progress)
 
 
@@ -126,6 +127,8 @@ def pg_restore(
 # -- verifying --------------------------------------------------------------------------------
 @dataclass
 class TableCheck:
+    """One table compared with the manifest; a None count means absent from that side."""
+
     table: str
     expected_rows: int | None
     rows: int | None
@@ -133,6 +136,7 @@ class TableCheck:
 
     @property
     def ok(self) -> bool:
+        """Present on both sides with equal row count and checksum; an extra table is never ok."""
         return self.expected_rows is not None and self.rows == self.expected_rows and self.checksum_ok
 
     def __str__(self) -> str:
@@ -151,22 +155,28 @@ class TableCheck:
 
 @dataclass
 class VerifyResult:
+    """The per-table comparison of a restored database with its manifest, in table-name order."""
+
     tables: list[TableCheck] = field(default_factory=list)
 
     @property
     def mismatches(self) -> list[TableCheck]:
+        """Tables that differ, are missing, or exist only in the restored database."""
         return [t for t in self.tables if not t.ok]
 
     @property
     def tables_verified(self) -> int:
+        """Tables that matched row count and checksum."""
         return sum(1 for t in self.tables if t.ok)
 
     @property
     def rows_verified(self) -> int:
+        """Rows in the tables that matched (rows of mismatched tables are not counted)."""
         return sum(t.rows or 0 for t in self.tables if t.ok)
 
     @property
     def ok(self) -> bool:
+        """True when every table matched; an empty backup with an empty database is ok."""
         return not self.mismatches
 
 

@@ -149,9 +149,11 @@ class _StageClock(RestoreHooks):
         self.done: list[Stage] = []
 
     def stage_started(self, stage: Stage) -> None:
+        """Remember the running stage, so a failure can be blamed on it (pg_restore vs the rest)."""
         self.running = stage
 
     def stage_done(self, stage: Stage, seconds: float, detail: str) -> None:
+        """Journal the stage's detail; download and integrity also get a ``<stage>_s`` measurement."""
         self.running = None
         self.done.append(stage)
         if stage in ("download", "integrity"):  # restore_s and verify_s are measured with their context
@@ -206,6 +208,11 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
 
     # -- preflight ---------------------------------------------------------------------------
     def preflight(self, run: DrillRun) -> RestorePlan:
+        """Check everything before a byte moves: repository, source, backup choice, scratch name, disk.
+
+        A corrupt manifest or too little free space ends the drill here, with a check
+        saying which; the headline measurements are put in the journal in their order.
+        """
         inv = run.inventory
         drill_start = parse_time(run.journal.started_at)
         s = self.settings or load_settings(inv)
@@ -250,6 +257,11 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
 
     # -- act ---------------------------------------------------------------------------------
     def act(self, run: DrillRun, plan: RestorePlan) -> Restored:
+        """Restore into the scratch database (or cluster) through ``restore_into``, the real restore's code.
+
+        The scratch database's drop is registered before it exists, so an interrupt at
+        any point cleans up. Integrity and pg_restore failures become failed checks.
+        """
         s, m, scratch = plan.settings, plan.manifest, plan.scratch_name
         admin = plan.admin_dsn
         if self.scratch == "cluster":
@@ -288,6 +300,7 @@ class RestoreTest(Drill[RestorePlan, Restored, RestoreMeasured]):
 
     # -- observe -----------------------------------------------------------------------------
     def observe(self, run: DrillRun, plan: RestorePlan, acted: Restored) -> RestoreMeasured:
+        """Run the queries, measure RPO, optionally boot the app; ``total_s`` counts from act's start."""
         s, m, r = plan.settings, plan.manifest, acted.result
         with run.phase("queries"):
             t0 = time.monotonic()

@@ -23,6 +23,8 @@ from drillbook.core.readiness import Readiness
 
 @dataclass(frozen=True)
 class Health:
+    """One piece's state for a status page; ``latency_ms`` is the check's duration, no password."""
+
     piece: str
     ok: bool
     detail: str
@@ -30,6 +32,7 @@ class Health:
     endpoint: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict for ``--json`` output."""
         return asdict(self)
 
 
@@ -47,6 +50,7 @@ def _timed(piece: str, endpoint: str, fn: Callable[[], str]) -> Health:
 
 
 def postgres(dsn: str, timeout_s: int = 2) -> Health:
+    """Connect and ask the version; the endpoint shown has the password removed."""
     import psycopg
 
     def probe() -> str:
@@ -79,6 +83,7 @@ def heartbeat(dsn: str, max_age_s: float = 5.0, timeout_s: int = 2) -> Health:
 
 
 def redis(url: str, timeout_s: float = 1.0) -> Health:
+    """PING and ask the version, one attempt within ``timeout_s`` seconds."""
     import redis as redis_lib
 
     def probe() -> str:
@@ -116,6 +121,8 @@ def ready(piece: str, base_url: str, readiness: Readiness) -> Health:
 
 
 def haproxy(address: str, backend: str) -> Health:
+    """Ask the admin socket for ``backend``; ok as long as it has servers, the detail says how many are UP."""
+
     def probe() -> str:
         stats = HAProxy(address).stats(backend)
         up = sum(1 for s in stats if s.up)

@@ -60,6 +60,8 @@ class Check:
 
 @dataclass
 class Phase:
+    """One lifecycle phase in the journal: ``duration_s`` in seconds, ``detail`` the error if not ok."""
+
     name: str
     started_at: str
     duration_s: float = 0.0
@@ -69,6 +71,13 @@ class Phase:
 
 @dataclass
 class Journal:
+    """One drill run: the record every report, scorecard, checklist and metric reads.
+
+    ``verdict`` stays ``running`` until the drill ends, so a journal left ``running``
+    means the process was killed. ``thresholds`` and ``measurements`` are plain
+    JSON values keyed by name; ``witnesses`` says what measured each one.
+    """
+
     drill: str
     inventory: str
     environment: str
@@ -90,15 +99,18 @@ class Journal:
 
     @property
     def failed_checks(self) -> list[Check]:
+        """The checks that did not hold, in the order they were evaluated."""
         return [c for c in self.checks if not c.ok]
 
     @property
     def exit_code(self) -> int:
+        """The task's exit code: 0 pass, 1 fail, 2 error (or still running), 130 when interrupted."""
         if self.interrupted:
             return 130
         return EXIT_CODES.get(self.verdict, 2)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict, NOT redacted: use :meth:`write` or :meth:`redacted` for anything written out."""
         return asdict(self)
 
     def redacted(self) -> Journal:
@@ -120,6 +132,7 @@ class Journal:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Journal:
+        """Rebuild from JSON; unknown keys are dropped so journals from newer versions still load."""
         data = dict(data)
         data["checks"] = [Check(**c) for c in data.get("checks", [])]
         data["phases"] = [Phase(**p) for p in data.get("phases", [])]
@@ -128,6 +141,7 @@ class Journal:
 
     @classmethod
     def read(cls, path: Path) -> Journal:
+        """Load a ``journal.json``; parse errors propagate (the caller decides if unreadable is fatal)."""
         return cls.from_dict(json.loads(path.read_text()))
 
 

@@ -117,6 +117,7 @@ class ToolConnection:
 
 
 def tool_env(dsn: str, base_env: Mapping[str, str] | None = None) -> ToolConnection:
+    """Conninfo without the password plus an environment with ``PGPASSWORD``, for pg_dump/pg_restore/psql."""
     params = dsn_params(dsn)
     password = params.pop("password", None)
     env = dict(os.environ if base_env is None else base_env)
@@ -178,16 +179,20 @@ def scalar(conn: Conn, query: str | sql.Composable, params: Sequence[Any] | None
 # -- facts -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServerInfo:
+    """The server's version (``15.18`` and ``150018``) and whether it is a standby."""
+
     version: str  # "15.18"
     version_num: int  # 150018
     in_recovery: bool
 
     @property
     def major(self) -> int:
+        """The major version (15 for 150018), which decides pg_dump/pg_restore compatibility."""
         return self.version_num // 10000
 
 
 def server_info(conn: Conn) -> ServerInfo:
+    """Version and recovery state in one round trip; the version string drops any distribution suffix."""
     row = conn.execute(
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
         " pg_is_in_recovery()"
@@ -215,6 +220,7 @@ def database_size(conn: Conn, dbname: str | None = None) -> int:
 
 
 def database_exists(conn: Conn, dbname: str) -> bool:
+    """Whether ``dbname`` exists on the server ``conn`` is connected to (any database works)."""
     return bool(scalar(conn, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", (dbname,)))
 
 
@@ -237,15 +243,19 @@ class Table:
 
     @property
     def qualified(self) -> str:
+        """``schema.name`` unquoted: the key used in manifests and fingerprints."""
         return f"{self.schema}.{self.name}"
 
     @property
     def ident(self) -> sql.Identifier:
+        """The quoted identifier for composing SQL safely (names may need quoting)."""
         return sql.Identifier(self.schema, self.name)
 
 
 @dataclass(frozen=True)
 class TableFingerprint:
+    """A table's row count and content checksum (see :data:`CHECKSUM_METHOD`), to compare two copies."""
+
     rows: int
     checksum: str
 

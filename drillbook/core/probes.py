@@ -40,6 +40,7 @@ class Sample:
 
     @property
     def ok(self) -> bool:
+        """A TCP probe: connected. An HTTP probe: a 2xx answer (redirects and errors are not ok)."""
         if self.connected is not None:
             return self.connected
         return self.status is not None and 200 <= self.status < 300
@@ -56,6 +57,7 @@ Judge = Callable[[Sample], bool]
 
 
 def status_ok(sample: Sample) -> bool:
+    """The default :data:`Judge`; a probe with readiness rules passes its own judge instead."""
     return sample.ok
 
 
@@ -140,9 +142,11 @@ class ProbeLoop(Sampler[Sample]):
 
     # -- questions ---------------------------------------------------------------
     def first_bad_after(self, t: float) -> Sample | None:
+        """The first sample at or after ``t`` (monotonic) that the probe's judge rejects; None if none yet."""
         return self.first(after=t, where=lambda s: not self.probe.judge(s))
 
     def first_good_after(self, t: float) -> Sample | None:
+        """The first sample at or after ``t`` (monotonic) that the probe's judge accepts; None if none yet."""
         return self.first(after=t, where=self.probe.judge)
 
 
@@ -192,6 +196,7 @@ class ProbeSet:
         self.stop()
 
     def stop(self) -> None:
+        """Stop every loop; samples stay readable afterwards."""
         for loop in self.loops.values():
             loop.stop()
 
@@ -199,6 +204,7 @@ class ProbeSet:
         return self.loops[name]
 
     def all_good_now(self) -> bool:
+        """True when every loop's latest sample passes its judge; a loop with no sample yet is not good."""
         return all(
             (latest := loop.latest()) is not None and loop.probe.judge(latest) for loop in self.loops.values()
         )

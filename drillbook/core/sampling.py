@@ -82,9 +82,11 @@ class Every:
             raise ValueError(f"a sampling interval must be > 0 s, got {self.interval_s}")
 
     def first(self, start: float) -> float:
+        """The first take is due at once, when the loop starts."""
         return start
 
     def next(self, due: float, now: float) -> float:
+        """The next slot on the fixed grid; after an overrun, the first slot still ahead (no burst)."""
         nxt = due + self.interval_s
         if nxt < now:  # a slow take: the next slot still ahead, not every slot it overran
             nxt += (int((now - nxt) / self.interval_s) + 1) * self.interval_s
@@ -191,6 +193,7 @@ class Sampler(Generic[T]):
 
     @property
     def running(self) -> bool:
+        """True while the thread is alive and no stop was asked for."""
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     @property
@@ -210,10 +213,12 @@ class Sampler(Generic[T]):
             self.samples.append(sample)
 
     def snapshot(self) -> list[T]:
+        """A copy of the samples so far, safe to iterate while the thread keeps adding."""
         with self._lock:
             return list(self.samples)
 
     def latest(self) -> T | None:
+        """The most recent sample, None before the first take."""
         with self._lock:
             return self.samples[-1] if self.samples else None
 
@@ -232,6 +237,7 @@ class Sampler(Generic[T]):
         return None
 
     def between(self, start: float, end: float) -> list[T]:
+        """Samples taken in ``[start, end]`` (monotonic seconds, both ends included)."""
         return [s for s in self.snapshot() if start <= s.t <= end]
 
     # -- the loop --------------------------------------------------------------------

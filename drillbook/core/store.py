@@ -34,14 +34,17 @@ class Entry:
 
     @property
     def dir(self) -> Path:
+        """The run's report directory (the journal's parent)."""
         return self.path.parent
 
     @property
     def readable(self) -> bool:
+        """False when the journal did not parse; :attr:`error` then says why."""
         return self.journal is not None
 
     @property
     def drill(self) -> str:
+        """From the journal, else the directory name, so an unreadable run still counts for its drill."""
         if self.journal is not None:
             return self.journal.drill
         match = _STAMP.match(self.dir.name)
@@ -49,6 +52,7 @@ class Entry:
 
     @property
     def verdict(self) -> str:
+        """The journal's verdict, or ``unreadable``."""
         return self.journal.verdict if self.journal is not None else "unreadable"
 
     @property
@@ -68,6 +72,7 @@ class Entry:
 
     @property
     def finished(self) -> datetime | None:
+        """None while running, when killed before the end, or when the journal is unreadable."""
         return parse_time(self.journal.finished_at) if self.journal is not None else None
 
     @property

@@ -45,6 +45,8 @@ class GeneratorLimit(DrillbookError):
 
 @dataclass(frozen=True)
 class EndpointRow:
+    """One endpoint over the steady phase only: rate in requests/s, error_pct in percent, latencies in ms."""
+
     name: str
     requests: int
     rps: float
@@ -55,6 +57,7 @@ class EndpointRow:
     p99_ms: float | None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the journal and the JSON report."""
         return dict(self.__dict__)
 
 
@@ -225,6 +228,8 @@ def _series(plan: LoadPlan, recorder: Recorder) -> list[dict[str, float | None]]
 
 @dataclass(frozen=True)
 class Verdict:
+    """One load check: the figure, the limit as shown to people, and whether it held."""
+
     name: str
     value: float | None
     limit: str
@@ -234,12 +239,19 @@ class Verdict:
 
 @dataclass
 class Judgement:
+    """The load checks and, when the rate fell short because of the generator, why.
+
+    A set ``generator_limit`` makes the drill an error, not a fail: it measured
+    the generator, not the service.
+    """
+
     checks: list[Verdict]
     generator_limit: str | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def breached(self) -> list[str]:
+        """Names of the checks that did not hold."""
         return [c.name for c in self.checks if not c.ok]
 
 

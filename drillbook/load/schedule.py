@@ -62,6 +62,7 @@ class ArrivalPlan:
         object.__setattr__(self, "_total", self.expected(self.duration_s))
 
     def rate_at(self, t: float) -> float:
+        """The plan's rate (requests/s) at ``t`` seconds: linear during the ramp, 0 outside the plan."""
         if t < 0 or t >= self.duration_s:
             return 0.0
         if t < self.ramp_s:
@@ -79,6 +80,7 @@ class ArrivalPlan:
 
     @property
     def total(self) -> float:
+        """Arrivals in the whole plan (fractional: the integral of the rate)."""
         return float(self.__dict__["_total"])
 
     def time_of(self, s: float) -> float | None:
@@ -108,16 +110,19 @@ class PacerStats:
     start_late_ms_max: float = 0.0
 
     def merge(self, other: PacerStats) -> None:
+        """Add another process's stats in place: counts and sums add, maxima take the larger."""
         for name in ("claims", "late", "late_ms_sum", "dropped", "starts", "start_late", "start_late_ms_sum"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.late_ms_max = max(self.late_ms_max, other.late_ms_max)
         self.start_late_ms_max = max(self.start_late_ms_max, other.start_late_ms_max)
 
     def to_dict(self) -> dict[str, float]:
+        """JSON-safe form, floats rounded to 3 decimals (milliseconds to the microsecond)."""
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> PacerStats:
+        """Rebuild from :meth:`to_dict`; missing fields stay zero, types follow the defaults."""
         out = cls()
         for name, value in out.__dict__.items():
             setattr(out, name, type(value)(data.get(name, value)))
@@ -168,6 +173,7 @@ class Pacer:
             raise ValueError(f"arrivals must be one of {', '.join(ARRIVALS)}, got {self.arrivals!r}")
 
     def start(self, t0: float) -> None:
+        """Start the schedule at ``t0`` (monotonic seconds, the clock :meth:`claim` is given)."""
         self.t0 = t0
         self._s = 0.0
 

@@ -162,6 +162,7 @@ class State:
             gevent.spawn(self._watch_for_end)
 
     def elapsed(self) -> float:
+        """Seconds since this process's clock started (monotonic); 0 before the first arrival."""
         return 0.0 if self.started_mono is None else time.monotonic() - self.started_mono
 
     # -- per request ------------------------------------------------------------
@@ -173,6 +174,12 @@ class State:
         exception: BaseException | None,
         start_time: float | None,
     ) -> None:
+        """Locust's ``request`` listener: file the request by when it was issued.
+
+        Locust gives ``response_time`` in milliseconds and ``start_time`` as wall-clock
+        seconds; without a start time it is derived from now minus the response time.
+        Requests before the clock starts are ignored.
+        """
         if self.recorder is None:
             return
         self.requests += 1
@@ -268,12 +275,18 @@ class State:
                 self.environment.runner.send_message("drillbook_final", self.report(done=True))
 
     def cpu(self) -> float:
+        """This process's CPU since the last call (percent of one core); also tracks the maximum."""
         pct = float(self.process.cpu_percent(interval=None))
         self.cpu_max_pct = max(self.cpu_max_pct, pct)
         return pct
 
     # -- master / local: once a second ------------------------------------------
     def tick(self) -> tuple[int, float] | None:
+        """The shape's answer once a second: (users, spawn rate), or None to end the run.
+
+        Before the clock starts, the initial pool; after the plan's end, None once the
+        in-flight tasks have drained. Each tick also appends a point to the timeline.
+        """
         runner = self.environment.runner
         t = self.elapsed()
         if self.started_mono is None:
@@ -414,6 +427,7 @@ class State:
         }
 
     def write(self) -> None:
+        """Write :meth:`summary` atomically to ``--drillbook-out`` (a no-op before test_start)."""
         if not self.out or self.recorder is None:
             return
         tmp = f"{self.out}.tmp"
@@ -487,6 +501,7 @@ class ArrivalRateShape(LoadTestShape):
     """Users sized by Little's law for the target rate; the run ends when the plan is done and drained."""
 
     def tick(self) -> tuple[int, float] | None:
+        """Delegate to the process's :class:`State`; None (stop) when the plugin was not initialised."""
         if _state is None:
             return None
         return _state.tick()
