@@ -33,6 +33,8 @@ from drillbook.core.profile import Status, load_profile, status_matches, substit
 
 @dataclass
 class BootedApp:
+    """One app instance started on a restored database, on a free local port; stop it with :meth:`stop`."""
+
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
@@ -41,6 +43,7 @@ class BootedApp:
     ready_status: tuple[Status, ...] = (200,)
 
     def stop(self) -> None:
+        """SIGTERM its process group, SIGKILL after 10 s; never raises."""
         stop_group(self.proc, grace_s=10)
 
 
@@ -89,6 +92,7 @@ def app_layout(inv: Inventory) -> AppLayout:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (the OS picks it; another process may still take it first)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

@@ -70,6 +70,7 @@ class BackupRun(Drill[BackupPlan, Backup, BackupMeasured]):
         self.repository = repository
 
     def preflight(self, run: DrillRun) -> BackupPlan:
+        """Check the repository is writable and the source reachable before anything is dumped."""
         settings = self.settings or load_settings(run.inventory)
         repo = self.repository or open_repository(settings)
         repo.check(write=True)
@@ -78,6 +79,7 @@ class BackupRun(Drill[BackupPlan, Backup, BackupMeasured]):
         return BackupPlan(settings, repo)
 
     def act(self, run: DrillRun, plan: BackupPlan) -> Backup:
+        """Take the backup through ``take_backup``, the same code ``backup.run`` uses outside drills."""
         return take_backup(
             run.inventory,
             settings=plan.settings,
@@ -87,6 +89,7 @@ class BackupRun(Drill[BackupPlan, Backup, BackupMeasured]):
         )
 
     def observe(self, run: DrillRun, plan: BackupPlan, acted: Backup) -> BackupMeasured:
+        """Figures from the manifest, plus whether the new backup is listed and readable back."""
         b, m = acted, acted.manifest
         listed = any(e == b.id for e in plan.repository.ids())
         readable = plan.repository.read_manifest(b.id) is not None

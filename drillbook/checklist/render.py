@@ -35,6 +35,7 @@ def _ordered(statuses: Sequence[ItemStatus]) -> list[ItemStatus]:
 
 
 def table(statuses: Sequence[ItemStatus]) -> Table:
+    """The terminal view, in section order; cells are plain Text so sign-off notes cannot inject markup."""
     t = Table(title="production-readiness checklist", caption=summary_line(statuses), show_lines=False)
     for col in ("section", "id", "status", "statement", "evidence", "reason"):
         t.add_column(col, overflow="fold")
@@ -50,6 +51,7 @@ def table(statuses: Sequence[ItemStatus]) -> Table:
 
 
 def markdown(statuses: Sequence[ItemStatus], now: datetime | None = None) -> str:
+    """A Markdown page with links to each item's evidence journal; ``|`` in text is replaced so rows hold."""
     now = now or datetime.now(UTC)
     lines = [
         "# Production-readiness checklist",
@@ -96,6 +98,7 @@ th{background:#f4f4f4}.proven{color:#17803d;font-weight:600}.failing{color:#c628
 
 
 def html_page(statuses: Sequence[ItemStatus], now: datetime | None = None) -> str:
+    """One self-contained HTML page (inline style, values autoescaped), for sharing outside a terminal."""
     now = now or datetime.now(UTC)
     return str(
         _PAGE.render(

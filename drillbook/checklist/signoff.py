@@ -17,6 +17,8 @@ from drillbook.core.journal import utc_now
 
 @dataclass(frozen=True)
 class SignOff:
+    """One line of the sign-off log: item id, who, when (UTC ISO string) and their note."""
+
     item: str
     by: str
     at: str
@@ -24,12 +26,14 @@ class SignOff:
 
 
 def signoff_path(report_root: Path) -> Path:
+    """The append-only log's location; it may not exist yet (no sign-off so far)."""
     return report_root / "checklist" / "signoffs.jsonl"
 
 
 def record(
     report_root: Path, item: str, by: str | None = None, note: str = "", at: str | None = None
 ) -> SignOff:
+    """Append a sign-off and return it; ``by`` defaults to the login name, ``at`` to now (UTC)."""
     entry = SignOff(item=item, by=by or getpass.getuser(), at=at or utc_now(), note=note)
     path = signoff_path(report_root)
     path.parent.mkdir(parents=True, exist_ok=True)

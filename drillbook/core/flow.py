@@ -113,6 +113,7 @@ def send(client: httpx.Client, req: Prepared, timeout_s: float | None = None) ->
 
 
 def expected_text(step: Step) -> str:
+    """The step's accepted statuses for messages, e.g. ``200/201``."""
     return "/".join(str(s) for s in step.expect_status)
 
 
@@ -288,11 +289,13 @@ class Flow:
         self.close()
 
     def close(self) -> None:
+        """Close every HTTP client; the flow may be used again afterwards (clients are recreated)."""
         for client in self._clients.values():
             client.close()
         self._clients.clear()
 
     def client(self, base_url: str | None = None) -> httpx.Client:
+        """One client per base URL, reused across steps; no retries, so every answer is a real one."""
         url = (base_url or self.base_url).rstrip("/")
         if url not in self._clients:
             self._clients[url] = httpx.Client(

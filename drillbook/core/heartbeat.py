@@ -140,6 +140,7 @@ class Newest:
     writers: int
 
     def age_s(self, now: datetime | None = None) -> float:
+        """Seconds from the beat's server timestamp to ``now`` (default: local clock, so skew counts)."""
         return ((now or datetime.now(UTC)) - self.ts).total_seconds()
 
 
@@ -230,10 +231,12 @@ class HeartbeatWriter:
 
     # lifecycle
     def start(self, wait_s: float | None = None) -> HeartbeatWriter:
+        """Start beating; with ``wait_s``, return after the first write attempt (or that many seconds)."""
         self.sampler.start(wait_s)
         return self
 
     def stop(self) -> list[Beat]:
+        """Stop beating and return every beat written; safe to call twice."""
         return self.sampler.stop()
 
     def __enter__(self) -> HeartbeatWriter:
@@ -244,6 +247,7 @@ class HeartbeatWriter:
 
     @property
     def running(self) -> bool:
+        """True while the beat thread runs; a fatal error (see :attr:`fatal`) stops it."""
         return self.sampler.running
 
     @property

@@ -225,6 +225,7 @@ class Inventory:
         return [h.name for h in self._inv.list_hosts(pattern)]
 
     def has_group(self, group: str) -> bool:
+        """True only when the group exists *and* has hosts (an empty ``cache:`` group means no Redis)."""
         return group in self._inv.groups and bool(self._inv.groups[group].get_hosts())
 
     # -- variables ---------------------------------------------------------
@@ -262,6 +263,7 @@ class Inventory:
             ) from exc
 
     def require(self, name: str, *, host: str | None = None) -> Any:
+        """The variable's value; :class:`ConfigError` naming it when it is unset or empty."""
         value = self.var(name, host=host)
         if value is None or value == "":
             raise ConfigError(f"inventory {self.name}: variable {name} is not set (host {host or 'all'})")
@@ -292,6 +294,7 @@ class Inventory:
 
     @property
     def is_production(self) -> bool:
+        """``drillbook_environment: production``: changes are then refused without ``--allow-production``."""
         return self.environment == "production"
 
     @functools.cached_property
@@ -330,6 +333,11 @@ class Inventory:
 
     @functools.cached_property
     def topology(self) -> Topology:
+        """Where every piece is, read once and cached; raises :class:`ConfigError` for a missing address.
+
+        Reading it also registers the inventory's secrets with the redactor, so
+        anything journaled afterwards has them masked.
+        """
         from drillbook.core.redact import remember_inventory
 
         remember_inventory(self)  # every drill reads the topology: its secrets are masked from here on

@@ -36,14 +36,17 @@ class Answer:
 
     @property
     def no_such_path(self) -> bool:
+        """True for 404/405/410: the path is wrong, as opposed to the service not being ready."""
         return self.status in NO_SUCH_PATH
 
     @property
     def unreachable(self) -> bool:
+        """True when no HTTP answer came back at all (see :attr:`error`)."""
         return self.status is None
 
     @property
     def text(self) -> str:
+        """The status, or the transport error, for a finding's message."""
         return str(self.status) if self.status is not None else (self.error or "no answer")
 
 

@@ -117,6 +117,7 @@ class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
 
     # -- preflight ----------------------------------------------------------------
     def preflight(self, run: DrillRun) -> Prepared:
+        """Probe the target and find which witnesses answer; the median latency sizes Locust's first pool."""
         run.note(self.plan.describe())
         latency_ms = probe_target(self.plan.url)
         run.note(f"target answers; median latency {latency_ms:.1f} ms over {PROBES} requests")
@@ -157,6 +158,11 @@ class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
 
     # -- act ----------------------------------------------------------------------
     def act(self, run: DrillRun, plan: Prepared) -> runner.LocustOutcome:
+        """Run Locust (and its remote workers, if distributed) until the plan ends and drains.
+
+        An interrupted run still journals its partial figures before unwinding; the
+        timeout is the plan's duration plus drain plus two minutes.
+        """
         files = runner.LocustFiles(run.report_dir)
         workers = len(self.plan.loadgen_hosts) * self.settings.worker_processes
         cmd = runner.locust_command(
@@ -216,6 +222,12 @@ class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
 
     # -- observe ----------------------------------------------------------------------
     def observe(self, run: DrillRun, plan: Prepared, acted: runner.LocustOutcome) -> LoadMeasured:
+        """Compute the figures from the plugin's records and judge them.
+
+        An error, not a fail, when the plugin recorded nothing or when the generator
+        could not keep the plan (:class:`GeneratorLimit`): either way the service was
+        not what got measured.
+        """
         measured, fig = self._measure(run, plan, acted)
         if fig.requests == 0 and (fig.locust_requests or 0) > 0:
             run.record(measured)
@@ -269,6 +281,7 @@ class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
 
     # -- report -----------------------------------------------------------------------
     def report(self, run: DrillRun, measured: LoadMeasured | None) -> str:
+        """The load section of summary.md: figures, Locust's files, and the judge's notes."""
         for path in runner.LocustFiles(run.report_dir).existing():
             run.artefact(path)
         notes = [n.split(" ", 1)[-1] for n in run.journal.notes]

@@ -100,13 +100,16 @@ class LoadPlan:
 
     @property
     def steady_s(self) -> float:
+        """Seconds at full rate: ``duration_s`` includes the ramp."""
         return self.duration_s - self.ramp_s
 
     @property
     def distributed(self) -> bool:
+        """True when Locust workers run on loadgen hosts (a local master waits for them)."""
         return bool(self.loadgen_hosts)
 
     def describe(self) -> str:
+        """The plan in one line for the journal's notes and the console."""
         where = (
             f"{len(self.loadgen_hosts)} loadgen host(s)"
             if self.distributed

@@ -32,6 +32,8 @@ from drillbook.core.metrics import Snapshot, quantile, scrape
 
 @dataclass(frozen=True)
 class LbFigures:
+    """What HAProxy's frontend counted over ``window_s`` seconds (counter deltas, not Locust's view)."""
+
     frontend: str
     rps: float
     requests: int
@@ -41,6 +43,12 @@ class LbFigures:
 
 @dataclass(frozen=True)
 class ServerFigures:
+    """What the instances' own latency histograms saw over ``window_s`` seconds, summed across instances.
+
+    Latencies in ms (None without requests); ``routes`` has one row per (method,
+    route) with requests, rps and p95.
+    """
+
     instances: int
     rps: float
     requests: int
@@ -88,6 +96,7 @@ class Witnesses:
             self.metrics.append((time.time(), snaps))
 
     def close(self) -> None:
+        """Close the scrape client; the witnesses can sample again (a new client is made)."""
         if self._client is not None:
             self._client.close()
             self._client = None

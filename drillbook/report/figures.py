@@ -31,11 +31,13 @@ class Figure:
 
     @property
     def limit_text(self) -> str:
+        """``<= 30`` for a judged figure; empty when no check judged it."""
         if self.limit is None:
             return ""
         return f"{self.op or ''} {_num(self.limit)}".strip()
 
     def render(self) -> str:
+        """``rto_s=12.3 (<= 60)``: how tables and the scorecard show a figure."""
         text = f"{self.name}={_num(self.value)}"
         return f"{text} ({self.limit_text})" if self.limit is not None else text
 
@@ -77,6 +79,7 @@ def _judging_check(journal: Journal, name: str, value: float) -> Check | None:
 
 
 def figure(journal: Journal, name: str) -> Figure | None:
+    """A numeric measurement with the limit of the check that judged it; None when absent or not a number."""
     value = as_number(journal.measurements.get(name))
     if value is None:
         return None
