@@ -26,6 +26,8 @@ from drillbook.core import interrupts
 
 @dataclass(frozen=True)
 class Candidate:
+    """One backup as retention sees it: ``at`` from its id (UTC), ``verified`` when its last drill passed."""
+
     id: str
     at: datetime
     complete: bool
@@ -34,6 +36,8 @@ class Candidate:
 
 @dataclass
 class Decision:
+    """Keep or delete one backup, with every rule that wanted it kept (or why it goes)."""
+
     id: str
     keep: bool
     reasons: list[str] = field(default_factory=list)

@@ -30,6 +30,8 @@ SUPERUSER = "drillbook"
 
 @dataclass
 class ScratchCluster:
+    """A running throwaway cluster: its data directory, loopback port, OS user and ``pg_ctl``."""
+
     data_dir: Path
     port: int
     run_as: str | None
@@ -37,6 +39,7 @@ class ScratchCluster:
 
     @property
     def admin_dsn(self) -> str:
+        """Superuser DSN over loopback with no password (trust auth, this machine only)."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:

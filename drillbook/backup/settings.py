@@ -29,6 +29,12 @@ class VerifyQuery(BaseModel):
 
 
 class BackupSettings(BaseModel):
+    """Every ``backup_*`` variable: where backups go, how to dump, what a restore drill checks.
+
+    Unknown ``backup_*`` names are rejected (``extra="forbid"``), so a typo fails
+    at load time instead of silently using a default.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     # -- where backups go ------------------------------------------------------

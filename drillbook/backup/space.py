@@ -20,6 +20,8 @@ from drillbook.core import pgdata
 
 @dataclass(frozen=True)
 class SpaceCheck:
+    """Free space for one need (download, database, scratch cluster) on the filesystem holding ``path``."""
+
     what: str
     path: str
     need_bytes: int
@@ -27,6 +29,7 @@ class SpaceCheck:
 
     @property
     def ok(self) -> bool:
+        """True when free bytes cover the need (the need already includes headroom)."""
         return self.free_bytes >= self.need_bytes
 
     def __str__(self) -> str:

@@ -60,6 +60,7 @@ class Backup:
 
     @property
     def location(self) -> str:
+        """``<repository>/<id>``, a path or an s3:// URL, for messages and the journal."""
         return f"{self.repository.location}/{self.id}"
 
 

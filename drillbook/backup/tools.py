@@ -30,12 +30,15 @@ _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 @dataclass(frozen=True)
 class Tool:
+    """A PostgreSQL client binary and its major version, to match it against the server's."""
+
     path: Path
     version: str  # "pg_dump (PostgreSQL) 15.18"
     major: int
 
 
 def tool_version(path: Path) -> Tool:
+    """Run ``<tool> --version``; :class:`ConfigError` when it does not run or the version is unreadable."""
     try:
         text = subprocess.run(
             [str(path), "--version"], capture_output=True, text=True, timeout=10, check=True

@@ -29,6 +29,8 @@ STATES: tuple[State, ...] = ("proven", "failing", "error", "stale", "unproven")
 
 @dataclass(frozen=True)
 class ItemStatus:
+    """Where one checklist item stands, why, and the journal or sign-off that proves it (if any)."""
+
     item: Item
     state: State
     required: bool
@@ -48,6 +50,11 @@ def evaluate(
     now: datetime | None = None,
     entries: Sequence[Entry] | None = None,
 ) -> list[ItemStatus]:
+    """Judge every item against the journals (or sign-offs) under ``report_root``, newest evidence first.
+
+    ``entries`` may be given to reuse an already loaded report root; an item
+    whose evidence is older than its max age is stale.
+    """
     now = now or datetime.now(UTC)
     entries = list(entries) if entries is not None else load_entries(report_root)
     readable = sorted((e for e in entries if e.journal is not None), key=lambda e: e.ended, reverse=True)

@@ -73,6 +73,7 @@ class PlaybookResult:
 
     @property
     def duration_s(self) -> float:
+        """Wall-clock seconds from the playbook's start to its end."""
         return self.finished_at - self.started_at
 
     @property

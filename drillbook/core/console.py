@@ -77,6 +77,7 @@ class SafeConsole(Console):
     """A Console whose markup strings keep only real style tags (see the module docstring)."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Like :meth:`Console.print`, but brackets in strings that are not style tags print literally."""
         markup = kwargs.get("markup")
         if markup is not False and (markup or self._markup):
             objects = tuple(safe_markup(o) if isinstance(o, str) else o for o in objects)

@@ -155,6 +155,7 @@ class DrillRun:
         self._undo.append(_Undo(label, action))
 
     def save(self) -> None:
+        """Write the journal (atomically, redacted); called after every phase so a kill keeps evidence."""
         self.journal.write(self.report_dir / "journal.json")
 
     # -- phases ---------------------------------------------------------------
@@ -310,6 +311,7 @@ class _Lifecycle:
         self.measured: BaseModel | None = None
 
     def run(self) -> None:
+        """preflight, act, observe, verify in order; :attr:`phase` says where an exception came from."""
         drill, run = self.drill, self.run_
         self.phase = "preflight"
         with run.phase("preflight"):

@@ -25,6 +25,7 @@ from drillbook.core.paths import state_dir
 
 
 def lock_path(scope: str) -> Path:
+    """The lock file for ``scope`` (a fleet id), hashed so any scope makes a safe file name; dirs created."""
     digest = hashlib.sha1(scope.encode()).hexdigest()[:16]
     path = state_dir() / "locks" / f"{digest}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ class Readiness:
     # -- where --------------------------------------------------------------------------
     @property
     def tcp(self) -> bool:
+        """True when the profile has no readiness path, so a TCP connect is all readiness means."""
         return self.health.tcp
 
     def url(self, base_url: str) -> str:

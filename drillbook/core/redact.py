@@ -102,6 +102,7 @@ def forget_all() -> None:
 
 
 def known_secrets() -> frozenset[str]:
+    """A snapshot of the values learned so far (thread-safe); later additions do not change it."""
     with _lock:
         return frozenset(_known)
 

@@ -27,6 +27,8 @@ __all__ = ["RULES", "Diagnosis", "DrillCheck", "Finding", "diagnose", "render"]
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """The doctor's answer for one inventory: each drill's findings, and the drills the checklist requires."""
+
     inventory: str
     environment: str
     service: str

@@ -96,6 +96,8 @@ _TEMPLATE = """<!doctype html>
 
 @dataclass(frozen=True)
 class Plot:
+    """One drill's trend chart, embedded in the page as a base64 PNG (the page has no side files)."""
+
     drill: str
     anchor: str
     names: str
@@ -166,6 +168,7 @@ def plots_for(card: Scorecard) -> list[Plot]:
 
 
 def render_html(card: Scorecard, out_dir: Path, inventory: str | None = None) -> str:
+    """The scorecard page; links are relative to ``out_dir`` so the folder can be moved or served."""
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string(_TEMPLATE)
     recent = []

@@ -24,6 +24,8 @@ DURATION = "duration_s"
 
 @dataclass
 class Series:
+    """One measurement over time for a trend chart, with the limit line when a check judged it."""
+
     name: str
     points: list[tuple[datetime, float, str]] = field(default_factory=list)  # (when, value, verdict)
     limit: float | None = None

@@ -43,6 +43,7 @@ DEFAULT_NAME = "drillbook.prom"
 
 
 def build_registry(card: Scorecard) -> CollectorRegistry:
+    """A fresh registry of the scorecard's gauges (see the module docstring for each metric)."""
     registry = CollectorRegistry(auto_describe=True)
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ("drill",)) -> Gauge:
@@ -104,6 +105,7 @@ def build_registry(card: Scorecard) -> CollectorRegistry:
 
 
 def render_metrics(card: Scorecard) -> str:
+    """The text exposition format, for node-exporter's textfile collector."""
     return generate_latest(build_registry(card)).decode("utf-8")
 
 
