@@ -79,7 +79,7 @@ class BackupRun(Drill[BackupPlan, Backup, BackupMeasured]):
         return BackupPlan(settings, repo)
 
     def act(self, run: DrillRun, plan: BackupPlan) -> Backup:
-        """Take the backup through ``take_backup``, the same code ``backup.run`` uses outside drills."""
+        """Take the backup through ``take_backup``; its phases and progress lines go into the journal."""
         return take_backup(
             run.inventory,
             settings=plan.settings,

@@ -139,7 +139,7 @@ class Repository(ABC):
         return candidate
 
     def record(self, backup_id: str) -> VerificationRecord | None:
-        """The last restore drill of this backup; None if never drilled or if the record is unreadable."""
+        """The last restore drill of this backup; None if never drilled or if the record is not valid."""
         data = self._read_record(backup_id)
         if data is None:
             return None
@@ -208,7 +208,7 @@ class LocalRepository(Repository):
         write_atomic(staging / MANIFEST, manifest.to_json())
 
     def abort(self, backup_id: str, staging: Path) -> None:
-        """Manifest first, then the tree; errors are ignored so an abort never masks the original failure."""
+        """Manifest first, then the tree; pieces already gone are not an error."""
         (self.root / backup_id / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(self.root / backup_id, ignore_errors=True)
 
@@ -266,7 +266,7 @@ class BackupEntry:
 
     @property
     def complete(self) -> bool:
-        """True once a manifest exists, even an unreadable one (prune keeps corrupt backups visible)."""
+        """True once a manifest exists, even an unreadable one: prune never treats it as interrupted."""
         return self.manifest is not None or self.problem is not None
 
     @property

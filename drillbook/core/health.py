@@ -23,7 +23,7 @@ from drillbook.core.readiness import Readiness
 
 @dataclass(frozen=True)
 class Health:
-    """One piece's state for a status page; ``latency_ms`` is the check's duration, no password."""
+    """One piece's state for a status page; ``latency_ms`` is how long the check itself took."""
 
     piece: str
     ok: bool

@@ -247,7 +247,7 @@ class HeartbeatWriter:
 
     @property
     def running(self) -> bool:
-        """True while the beat thread runs; a fatal error (see :attr:`fatal`) stops it."""
+        """False after :meth:`stop` or a refusal before the first beat (:attr:`fatal`); later errors retry."""
         return self.sampler.running
 
     @property

@@ -117,7 +117,7 @@ class PacerStats:
         self.start_late_ms_max = max(self.start_late_ms_max, other.start_late_ms_max)
 
     def to_dict(self) -> dict[str, float]:
-        """JSON-safe form, floats rounded to 3 decimals (milliseconds to the microsecond)."""
+        """JSON-safe form, floats rounded to 3 decimals."""
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
     @classmethod

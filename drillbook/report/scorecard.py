@@ -86,7 +86,7 @@ class DrillStatus:
 
     @property
     def figure(self) -> Figure | None:
-        """The key figure of the latest finished run; None when there is none or its journal is unreadable."""
+        """The latest finished run's key figure; None before any finished run or with no number."""
         latest = self.latest
         if latest is None or latest.journal is None:
             return None
