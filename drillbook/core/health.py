@@ -96,7 +96,7 @@ def redis(url: str, timeout_s: float = 1.0) -> Health:
         finally:
             client.close()
 
-    return _timed("redis", url, probe)
+    return _timed("redis", _redact(url), probe)
 
 
 def http(
