@@ -48,6 +48,9 @@ class Outcome:
     error: str | None = None
     #: The server that answered, from ``Traffic.server_header`` (None: not asked or not sent).
     server: str | None = None
+    #: The server's response time (ms) as the load balancer measured it, from
+    #: ``Traffic.time_header``: the latency without this client's own queueing.
+    server_ms: float | None = None
 
 
 RequestSource = Callable[[int], Request]
@@ -91,6 +94,8 @@ class Traffic:
     poisson: bool = True
     #: Response header naming the server that answered (e.g. HAProxy's X-Served-By), kept per request.
     server_header: str | None = None
+    #: Response header with the server's response time in ms (e.g. HAProxy's %Tr), kept per request.
+    time_header: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _sampler: Sampler[Outcome] | None = field(default=None, init=False, repr=False)
 
@@ -154,7 +159,10 @@ class Traffic:
             latency_ms = (time.monotonic() - t0) * 1000
             ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
             server = resp.headers.get(self.server_header) if self.server_header else None
-            outcome = Outcome(t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server)
+            server_ms = _float(resp.headers.get(self.time_header)) if self.time_header else None
+            outcome = Outcome(
+                t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server, server_ms=server_ms
+            )
         except httpx.HTTPError as exc:
             outcome = Outcome(
                 t0, wall, req.endpoint, None, (time.monotonic() - t0) * 1000, False, type(exc).__name__
@@ -200,6 +208,15 @@ def summarize(
         p99_ms=_r(percentile(lat, 99)),
         by_endpoint=by,
     )
+
+
+def _float(text: str | None) -> float | None:
+    """A header's number; None when absent or not a number (HAProxy sends -1 when it has none)."""
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value >= 0 else None
 
 
 def _r(v: float | None) -> float | None:
