@@ -133,24 +133,30 @@ class Traffic:
 
     @contextmanager
     def _sending(self) -> Iterator[Take[Outcome]]:
-        """Client and worker pool live as long as the schedule; closing waits for requests in flight."""
+        """Client and worker pool live as long as the schedule; closing waits for requests in flight.
+
+        Requests still queued for a worker when the schedule stops are dropped, not sent: on a
+        saturated machine the queue holds thousands, and sending them after the stop kept the
+        process (and the load) alive for minutes after the drill ended.
+        """
         limits = httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers)
         counter = itertools.count()
-        with (
-            httpx.Client(
-                base_url=self.base_url,
-                timeout=self.timeout_s,
-                limits=limits,
-                transport=httpx.HTTPTransport(retries=0, limits=limits),
-                headers={"User-Agent": "drillbook-traffic"},
-            ) as client,
-            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic") as pool,
-        ):
+        with httpx.Client(
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            limits=limits,
+            transport=httpx.HTTPTransport(retries=0, limits=limits),
+            headers={"User-Agent": "drillbook-traffic"},
+        ) as client:
+            pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic")
+            try:
 
-            def send_next() -> None:
-                pool.submit(self._send, client, self.source(next(counter)))
+                def send_next() -> None:
+                    pool.submit(self._send, client, self.source(next(counter)))
 
-            yield send_next
+                yield send_next
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, client: httpx.Client, req: Request) -> None:
         wall, t0 = time.time(), time.monotonic()
