@@ -399,4 +399,4 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
 
 
 def _stop(sampler: Traffic | ServerWatch) -> None:
-    sampler.stop()
+    sampler.stop()  # (a restore action returns nothing)

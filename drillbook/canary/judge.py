@@ -20,9 +20,8 @@ What it compares
   tail (:func:`~drillbook.canary.stats.tail_bound`): breach when the canary's p95 is,
   with confidence, more than ``latency_tail_pct`` % above the baseline's (a slow
   path that doubles p95 and leaves the median alone).
-  Judged after ``settle_s`` (the canary warms up to its new share) and only at steps
-  where a canary server carries at most ``latency_max_load_ratio`` times a baseline
-  server's requests (beyond, a difference measures the load, not the release).
+  Judged after ``settle_s``, against the control at the canary's weight
+  (:mod:`drillbook.canary.weights`) or where the load ratio allows.
 * **Readiness**: ``ready_failures`` consecutive looks with HAProxy holding the
   canary DOWN or its ``/metrics`` unreachable, counted only when the cause is the
   canary's (see :mod:`drillbook.canary.analysis`: not shared with the baseline, not a
