@@ -160,6 +160,10 @@ def test_watch_tells_a_slow_health_check_and_a_shared_outage_apart(fake: FakeHAP
     watch.sample()
     r = watch.readiness()
     assert r.canary_down == ["app-1 DOWN (L7TOUT)"] and r.baseline_down == ["app-2 DOWN 1/2 (L4CON)"]
+    fake.states["app-2"], fake.checks["app-2"] = "UP", "L7OK"
+    fake.states["app-1"], fake.checks["app-1"] = "DOWN 1/2", "L7OK"  # rising back after timeouts
+    watch.sample()
+    assert watch.readiness().timeouts_only
 
 
 def test_control_takes_the_canary_weight_where_the_rest_can_carry_it(fake: FakeHAProxy) -> None:

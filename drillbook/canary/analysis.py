@@ -280,7 +280,9 @@ class Analysis:
     def _latency(self, settled: tuple[Window, Window], settled_at: float, now: float) -> LatencyFinding:
         answers = self._answers(settled_at, now)
         if answers is not None:
-            return self.judge.latency(answers[0], answers[1], source=answers[2])
+            half = self._answers(settled_at + (now - settled_at) / 2, now)
+            recent = (half[0], half[1]) if half is not None else None
+            return self.judge.latency(answers[0], answers[1], source=answers[2], recent=recent)
         canary, baseline = settled
         return self.judge.latency(histogram_latencies(canary), histogram_latencies(baseline), "histogram")
 

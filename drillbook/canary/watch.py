@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from drillbook.core.haproxy import HAProxyWatch, ServerTable, check_timed_out
+from drillbook.core.haproxy import HAProxyWatch, ServerTable, check_failed_hard
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Readiness:
 
     canary_down: list[str] = field(default_factory=list)  # "app-1 DOWN (L7TOUT)"
     baseline_down: list[str] = field(default_factory=list)
-    #: Every canary server that is down failed its health checks by timing out (slow, not "no").
+    #: No canary server that is down was refused or answered "not ready": its checks timed out,
+    #: or it is rising back after them (slow, not "no").
     timeouts_only: bool = False
 
 
@@ -80,7 +81,7 @@ class ServerWatch(HAProxyWatch):
 
 
 def _down(table: ServerTable, names: Sequence[str]) -> tuple[list[str], bool]:
-    """(servers not UP with their status and last check, whether all of them timed out)."""
+    """(servers not UP with their status and last check, whether none of them failed hard)."""
     out, timeouts = [], True
     for name in names:
         stat = table.servers.get(name)
@@ -90,5 +91,5 @@ def _down(table: ServerTable, names: Sequence[str]) -> tuple[list[str], bool]:
         elif not (stat.up or stat.status.startswith("DRAIN")):
             check = stat.check_status.removeprefix("* ").strip()
             out.append(f"{name} {stat.status}" + (f" ({check})" if check else ""))
-            timeouts = timeouts and check_timed_out(stat.check_status)
+            timeouts = timeouts and not check_failed_hard(stat.check_status)
     return out, timeouts

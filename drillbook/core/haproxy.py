@@ -29,13 +29,14 @@ def server_up(status: str) -> bool:
     return status.startswith("UP") or status == "no check"
 
 
-#: Health-check results (``check_status``) that mean "too slow to answer", not "answered no".
-CHECK_TIMEOUTS = ("L4TOUT", "L6TOUT", "L7TOUT", "SOCKERR")
+#: Health-check results (``check_status``) that mean "answered no" or "refused": the server is
+#: not ready. Anything else (a timeout, or a passing check while it rises back) is not that.
+CHECK_HARD_FAILURES = ("L4CON", "L6RSP", "L7RSP", "L7STS")
 
 
-def check_timed_out(check_status: str) -> bool:
-    """The server's last failed health check timed out (``* `` marks a check in progress)."""
-    return check_status.removeprefix("* ").strip().startswith(CHECK_TIMEOUTS)
+def check_failed_hard(check_status: str) -> bool:
+    """The server's last health check was refused or answered "not ready" (``* `` marks one in progress)."""
+    return check_status.removeprefix("* ").strip().startswith(CHECK_HARD_FAILURES)
 
 
 def server_down(status: str) -> bool:
