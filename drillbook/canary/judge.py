@@ -39,8 +39,7 @@ could see an increase of ``error_detectable`` (had the canary failed that much m
 the bound would have crossed the margin). ``insufficient`` is never a pass: the
 rollout is not promoted and says what was missing.
 
-Both tests run at Pocock-boundary levels (see :mod:`drillbook.canary.stats`), so the
-many looks do not add up to false rollbacks.
+Every test runs at Pocock-boundary levels (:mod:`drillbook.canary.stats`).
 """
 
 from __future__ import annotations
@@ -291,14 +290,9 @@ class Judge:
         source: LatencySource = "requests",
         recent: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
     ) -> LatencyFinding:
-        """Shift and tail of ``canary`` against ``baseline``.
-
-        ``recent``: the answers of the latest half of the window. A tail breach must hold
-        there too: a freshly started canary grows its connection pools when its share
-        rises, and the few requests that wait for a new connection make a heavy tail at
-        the start of a step that a warm control does not have (a good release was rolled
-        back for it on the lab at load 10: p95 402 ms vs 106 ms, medians equal). A slow
-        path of the release stays in the recent half; a warm-up does not.
+        """Shift and tail of ``canary`` against ``baseline``; a tail breach must hold in ``recent``
+        (the window's latest half) too: a cold canary growing its pools when its share rises
+        makes a heavy tail at a step's start (lab, load 10: p95 402 vs 106 ms, medians equal).
         """
         s = self.settings
         b50 = quantile_ms(baseline, 0.5)
