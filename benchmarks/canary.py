@@ -1,11 +1,13 @@
 """Benchmark of deploy.canary on the lab: which regressions are caught, how fast; how often a good one is not.
 
     DRILLBOOK_LAB_DIR=... DRILLBOOK_LAB_PORT_BASE=... python benchmarks/canary.py \
-        [--errors 0.01,0.02,0.05] [--latency 20,60,150] [--bad-runs 1] [--good-runs 20] \
+        [--errors 0.01,0.02,0.05] [--latency 20,60,150] [--tail-share 0.2] [--bad-runs 1] [--good-runs 20] \
         [--traffic 200] [--first-step 5] [--window S] [--stop-at HH:MM] [--json out.json]
 
-Bad releases: for each error rate (share of /items requests answered 500) and each
-added latency (ms on every /items request), ``--bad-runs`` canaries at ``--traffic``
+Bad releases: for each error rate (share of /items requests answered 500), each
+added latency (ms on every /items request) and, with ``--tail-share``, a slow tail
+that doubles p95 (that share of /items requests gets 2 x p95 - p50 more, p50 and p95
+of the lab's server time measured just before), ``--bad-runs`` canaries at ``--traffic``
 requests per second with a ``--first-step`` % first step. Per run: caught or not (the
 analysis found a breach; "not enough evidence" is counted apart), the step that
 caught it, ``detection_s`` (first canary response seen by HAProxy -> rollback
@@ -71,6 +73,24 @@ def canary(inv: Inventory, version: str, args: argparse.Namespace, reports: Path
     return journal
 
 
+def server_time_quantiles(inv: Inventory, n: int = 300) -> tuple[float, float]:
+    """(p50, p95) of the service's server time (HAProxy's X-Server-Time) over ``n`` requests, now."""
+    import httpx
+    import numpy as np
+
+    times = []
+    with httpx.Client(base_url=inv.topology.lb_url, timeout=5) as client:
+        for _ in range(n):
+            resp = client.get("/items?limit=10")
+            if "x-server-time" in resp.headers:
+                times.append(float(resp.headers["x-server-time"]))
+            time.sleep(0.01)
+    if not times:
+        raise ConfigError("no X-Server-Time header: is haproxy_server_time_header set?")
+    p50, p95 = np.quantile(times, [0.5, 0.95])
+    return float(p50), float(p95)
+
+
 def outcome(j: Journal) -> dict[str, Any]:
     """One run as a row: caught where and how fast, what the canary served meanwhile."""
     m = j.measurements
@@ -83,6 +103,9 @@ def outcome(j: Journal) -> dict[str, Any]:
         "detection_s": m.get("detection_s"),
         "canary_requests": sum(s.get("canary_requests", 0) for s in steps),
         "failed_requests": m.get("failed_requests"),
+        "canary_p95_ms": last.get("canary_p95_ms"),
+        "baseline_p95_ms": last.get("baseline_p95_ms"),
+        "latency_source": last.get("latency_source"),
         "wall_s": m.get("bench_wall_s"),
         "load_avg_1m": m.get("bench_load_avg_1m"),
         "reason": m.get("reason") or j.error,
@@ -112,6 +135,9 @@ def main() -> int:
     parser.add_argument("--inventory", default=None)
     parser.add_argument("--errors", default="0.01,0.02,0.05", help="error rates of bad releases ('' none)")
     parser.add_argument("--latency", default="20,60,150", help="added ms of bad releases ('' none)")
+    parser.add_argument(
+        "--tail-share", type=float, default=0.2, help="share of requests slowed to double p95 (0: none)"
+    )
     parser.add_argument("--bad-runs", type=int, default=1, help="runs per bad release")
     parser.add_argument("--good-runs", type=int, default=20)
     parser.add_argument("--traffic", type=float, default=200.0, help="background requests/s")
@@ -134,8 +160,18 @@ def main() -> int:
         bad.append((f"{100 * rate:g} % errors", build(inv, f"bench-err-{rate:g}", error_rate=rate)))
     for ms in [int(x) for x in args.latency.split(",") if x.strip()]:
         bad.append((f"+{ms} ms", build(inv, f"bench-lat-{ms}", latency_ms=ms)))
+    if args.tail_share > 0:
+        p50, p95 = server_time_quantiles(inv)
+        extra = max(10, round(2 * p95 - p50))
+        label = f"2x p95 ({100 * args.tail_share:g} % of requests +{extra} ms; p50 {p50:g}, p95 {p95:g} ms)"
+        version = build(inv, f"bench-tail-{extra}", latency_ms=extra, latency_share=args.tail_share)
+        bad.append((label, version))
     good = [build(inv, "bench-good-a"), build(inv, "bench-good-b")]
-    print(f"lab on {base}; traffic {args.traffic:g} rps, first step {args.first_step:g} %; reports {reports}")
+    print(
+        f"lab on {base}; traffic {args.traffic:g} rps, first step {args.first_step:g} %; reports {reports}; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
     rows: dict[str, list[dict[str, Any]]] = {}
     for label, version in bad:
@@ -175,9 +211,10 @@ def main() -> int:
 
     print()
     print(
-        "| release | caught | step | detection_s | canary requests until then | 5xx served | load avg 1 m |"
+        "| release | caught | step | detection_s | canary requests until then | 5xx served "
+        "| p95 canary vs baseline (ms) | load avg 1 m |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for label, runs in rows.items():
         caught = [r for r in runs if r["analysis"] == "breach"]
         where = ", ".join(f"{r['caught_at_step']:g} %" for r in caught) or "-"
@@ -185,12 +222,18 @@ def main() -> int:
         served = summary([r["canary_requests"] for r in caught])
         failed = summary([r["failed_requests"] for r in runs if r["failed_requests"] is not None])
         load = summary([r["load_avg_1m"] for r in runs])
+        p95 = ", ".join(
+            f"{r['canary_p95_ms']:g} vs {r['baseline_p95_ms']:g}"
+            for r in runs
+            if r["canary_p95_ms"] is not None and r["baseline_p95_ms"] is not None
+        )
         print(
-            f"| {label} | {len(caught)}/{len(runs)} | {where} | {detection} | {served} | {failed} | {load} |"
+            f"| {label} | {len(caught)}/{len(runs)} | {where} | {detection} | {served} | {failed} "
+            f"| {p95 or '-'} | {load} |"
         )
     false_alarms = [r for r in goods if r["verdict"] != "pass"]
     print(
-        f"| good release | false rollbacks {len(false_alarms)}/{len(goods)} | | | | "
+        f"| good release | false rollbacks {len(false_alarms)}/{len(goods)} | | | | | "
         f"{summary([r['failed_requests'] for r in goods if r['failed_requests'] is not None])} | "
         f"{summary([r['load_avg_1m'] for r in goods])} |"
     )

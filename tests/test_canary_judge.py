@@ -16,6 +16,7 @@ from drillbook.canary.stats import (
     error_increase_bound,
     fisher_p,
     level,
+    order_bound,
     pocock_z,
 )
 from drillbook.core.metrics import parse
@@ -149,6 +150,50 @@ def test_latency_false_alarms_of_good_releases_stay_below_alpha() -> None:
                 break
     # Budget per step: alpha / 2 / steps = 5 %; allow sampling noise (sd ~2 %).
     assert alarms / 100 <= settings.alpha / 2 / len(settings.steps) + 0.04
+
+
+def test_doubled_p95_with_the_median_unchanged_is_a_breach() -> None:
+    """One request in five slow enough to double p95: the shift test may pass it, the tail test does not."""
+    judge, rng = Judge(SETTINGS), np.random.default_rng(11)
+    base = lognormal(rng, 1500)
+    p50, p95 = np.quantile(base, [0.5, 0.95])
+    canary = lognormal(rng, 80)
+    slow = rng.random(80) < 0.2
+    canary[slow] += 2 * p95 - p50
+    assert np.quantile(canary, 0.95) / p95 == pytest.approx(2, rel=0.35)
+    found = judge.latency(canary, base)
+    assert found.breach and found.tail is not None and (found.tail.ratio or 0) > 1
+    assert "tail: canary p95 at least" in found.text(SETTINGS)
+    # A good release's tail, and a 20 % slower tail, stay under the 50 % tolerance.
+    assert not judge.latency(lognormal(rng, 400), base).breach
+    assert not judge.latency(lognormal(rng, 400) * 1.2, lognormal(rng, 4000)).breach
+
+
+def test_a_heavy_tail_only_at_the_start_of_a_step_is_warm_up_not_a_breach() -> None:
+    """The tail must hold in the latest half of the window too: a cold canary's first seconds are not it."""
+    judge, rng = Judge(SETTINGS), np.random.default_rng(13)
+    base = lognormal(rng, 400, median_ms=25)
+    canary = lognormal(rng, 400, median_ms=25)
+    canary[:60] += 400  # the first requests waited for new pool connections
+    assert judge.latency(canary, base).breach  # judged on the whole window alone: a false alarm
+    recent = (canary[200:], base[200:])
+    assert not judge.latency(canary, base, recent=recent).breach
+    slow = lognormal(rng, 400, median_ms=25)
+    slow[rng.random(400) < 0.2] += 150  # a slow path: everywhere in the window
+    assert judge.latency(slow, base, recent=(slow[200:], base[200:])).breach
+
+
+def test_order_bounds_cover_the_quantile() -> None:
+    """Distribution-free bounds: the true p95 of a known distribution lies inside at the stated rate."""
+    rng = np.random.default_rng(12)
+    true = math.exp(sps.norm.ppf(0.95))
+    misses = 0
+    for _ in range(400):
+        x = np.sort(rng.lognormal(0, 1, 200))
+        lo, hi = order_bound(x, 0.95, 0.05, upper=False), order_bound(x, 0.95, 0.05, upper=True)
+        misses += int(lo > true) + int(hi < true)
+    assert misses / 800 <= 0.05 + 0.02
+    assert order_bound(np.sort(rng.random(3)), 0.95, 1e-4, upper=False) == -math.inf
 
 
 def test_too_few_answers_are_not_enough_evidence() -> None:

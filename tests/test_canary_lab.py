@@ -116,7 +116,9 @@ def test_good_release_pauses_then_promotes_and_rolls_back(
     checks = {c.name: c for c in journal.checks}
     assert checks["error-rate increase, lower confidence bound (%)"].limit == 0
     assert checks["latency shift, lower confidence bound / tolerance"].limit == 1.0
-    assert steps[0]["latency_source"] == "requests" and steps[0]["canary_latency_n"] >= 20
+    # ... on HAProxy's server time, against the control (app-2 at the canary's weight).
+    assert steps[0]["latency_source"] == "server time" and steps[0]["canary_latency_n"] >= 20
+    assert steps[0]["latency_against"] == ["app-2"] and steps[1]["latency_against"] == []
     # Paused: the canary runs the release at its normal share, the rest the old one.
     paused = fleet_status(inv, links=True)
     assert_fleet(paused, BASE, canary_version=good)

@@ -79,7 +79,7 @@ def test_command_line_overrides_are_validated() -> None:
         load_settings(inv, steps="five")
     with pytest.raises(ConfigError, match="steps"):
         load_settings(inv, steps="50,10")
-    with pytest.raises(ConfigError, match="window_s"):
+    with pytest.raises(ConfigError, match="--window"):
         load_settings(inv, window_s=-1)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from drillbook.canary.watch import ServerWatch
-from drillbook.canary.weights import MAX_WEIGHT, Weights, achieved, load_ratio, split
+from drillbook.canary.weights import MAX_WEIGHT, Weights, achieved, load_ratio, split, split_control
 from drillbook.core.errors import ConfigError, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
 
@@ -48,7 +48,8 @@ class FakeHAProxy:
     """Just enough of HAProxy's runtime API: get/set weight, set server state, show stat."""
 
     HEADER = (
-        "# pxname,svname,stot,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,weight,status,check_status,lastchg"
+        "# pxname,svname,stot,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,weight,status,"
+        "check_status,lastchg,req_tot"
     )
 
     def __init__(self, path: Path, servers: dict[str, int]) -> None:
@@ -57,6 +58,7 @@ class FakeHAProxy:
         self.weights = dict(servers)
         self.states = {s: "UP" for s in servers}
         self.responses = {s: 0 for s in servers}
+        self.checks = {s: "L7OK" for s in servers}
         self.commands: list[str] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
@@ -81,8 +83,8 @@ class FakeHAProxy:
             rows = [self.HEADER]
             for s, w in self.weights.items():
                 n = self.responses[s]
-                rows.append(f"app,{s},{n},0,{n},0,0,0,{w},{self.states[s]},L7OK,5")
-            rows.append("app,BACKEND,0,0,0,0,0,0,300,UP,,5")
+                rows.append(f"app,{s},{n},0,{n},0,0,0,{w},{self.states[s]},{self.checks[s]},5")
+            rows.append("app,BACKEND,0,0,0,0,0,2,300,UP,,5,7")
             return "\n".join(rows) + "\n\n"
         name = words[2].split("/")[1] if len(words) > 2 else ""
         if name not in self.weights:
@@ -132,16 +134,52 @@ def test_weights_refuse_unknown_servers_and_missing_socket(fake: FakeHAProxy, tm
 
 
 def test_watch_finds_the_first_canary_request_and_down_servers(fake: FakeHAProxy) -> None:
-    watch = ServerWatch(HAProxy(str(fake.path)), "app", ["app-1"])
+    watch = ServerWatch(str(fake.path), "app", ["app-1"], ["app-2", "app-3"])
     first = watch.sample()
-    assert first is not None
     second = watch.sample()
     fake.responses["app-1"] = 3
     third = watch.sample()
-    assert second is not None and third is not None
+    assert first.error is None and second.error is None and third.error is None
     # The first response came after the second sample at the earliest.
     assert watch.first_canary_request(first.t) == second.t
     assert watch.canary_down() == []
     fake.states["app-1"] = "DOWN"
+    fake.checks["app-1"] = "L7STS"
     watch.sample()
-    assert watch.canary_down() == ["app-1 DOWN"]
+    r = watch.readiness()
+    assert r.canary_down == ["app-1 DOWN (L7STS)"] and r.baseline_down == [] and not r.timeouts_only
+
+
+def test_watch_tells_a_slow_health_check_and_a_shared_outage_apart(fake: FakeHAProxy) -> None:
+    """Readiness canary against baseline: a timeout under load, or everyone down, is not the release."""
+    watch = ServerWatch(str(fake.path), "app", ["app-1"], ["app-2", "app-3"])
+    fake.states["app-1"], fake.checks["app-1"] = "DOWN", "* L7TOUT"
+    watch.sample()
+    assert watch.readiness().timeouts_only
+    fake.states["app-2"], fake.checks["app-2"] = "DOWN 1/2", "L4CON"
+    watch.sample()
+    r = watch.readiness()
+    assert r.canary_down == ["app-1 DOWN (L7TOUT)"] and r.baseline_down == ["app-2 DOWN 1/2 (L4CON)"]
+    fake.states["app-2"], fake.checks["app-2"] = "UP", "L7OK"
+    fake.states["app-1"], fake.checks["app-1"] = "DOWN 1/2", "L7OK"  # rising back after timeouts
+    watch.sample()
+    assert watch.readiness().timeouts_only
+
+
+def test_control_takes_the_canary_weight_where_the_rest_can_carry_it(fake: FakeHAProxy) -> None:
+    """Kayenta's baseline of the canary's size: app-2 at app-1's weight, app-3 carries the rest."""
+    assert split_control(0.05, [100], [100], [100]) == ([14], [14], [256])
+    assert split_control(0.25, [100], [100], [100]) == ([100], [100], [200])
+    assert split_control(0.5, [100], [100], [100]) is None  # the rest would carry less than the canary
+    w = Weights(HAProxy(str(fake.path)), "app", ["app-1"], ["app-2", "app-3"])
+    assert w.control == ["app-2"]
+    assert w.set_share(25, control=True) == pytest.approx(25.0)
+    assert fake.weights == {"app-1": 100, "app-2": 100, "app-3": 200}
+    assert w.load_ratio(25, control=True) == pytest.approx(100 / 150)
+    assert w.set_share(50, control=True) == pytest.approx(50.0)  # no control fits: the plain split
+    assert fake.weights == {"app-1": 200, "app-2": 100, "app-3": 100}
+    assert Weights(HAProxy(str(fake.path)), "app", ["app-1"], ["app-2"]).control == []
+
+
+def test_backend_totals_read_the_backend_row(fake: FakeHAProxy) -> None:
+    assert HAProxy(str(fake.path)).backend_totals("app") == (7, 2)

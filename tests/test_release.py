@@ -30,3 +30,13 @@ def test_same_version_same_content_is_a_no_op_different_content_is_refused(tmp_p
     with pytest.raises(ValueError, match=r"1\.2\.3"):
         build_release("1.2.3", tmp_path, error_rate=0.5)
     assert first.read_bytes() == data
+
+
+def test_a_slow_tail_is_a_share_of_requests(tmp_path: Path) -> None:
+    """--latency-share stages a slow path (p95 up, median not); at 1 the release file is as before."""
+    path = build_release("2.1.0", tmp_path, latency_ms=40, latency_share=0.2)
+    with tarfile.open(path) as tar:
+        release = json.loads(tar.extractfile("release.json").read())  # type: ignore[union-attr]
+    assert release["latency_share"] == 0.2 and release["latency_ms"] == 40
+    with pytest.raises(ValueError, match="latency_share"):
+        build_release("2.1.1", tmp_path, latency_share=0)

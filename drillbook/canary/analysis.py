@@ -11,11 +11,24 @@ weights: the rollback belongs to the drill's restore phase, the promotion to
 :mod:`drillbook.canary.promotion`.
 
 Where per-request latencies come from: the drill's own traffic
-(:class:`~drillbook.core.traffic.Traffic`) records each answer's latency and the
-``X-Served-By`` header HAProxy adds, so canary and baseline answers are sorted by
-the server that really answered, in the same seconds. Without that (no generated
-traffic, or a load balancer that adds no header) the instances' latency histograms
-since the step settled are compared instead (coarser: one value per bucket).
+(:class:`~drillbook.core.traffic.Traffic`) records each answer with the
+``X-Served-By`` and ``X-Server-Time`` headers HAProxy adds, so canary and baseline
+answers are sorted by the server that really answered, in the same seconds, and
+timed by the load balancer (request sent to the server -> its response headers).
+The client's own clock is the fallback: on a busy machine the drill's client
+queues its requests for hundreds of milliseconds (the same for both groups, but
+noise that buries a 20 ms shift, and it inflated the relative tolerance). Without
+any header (no generated traffic, another load balancer) the instances' latency
+histograms since the step settled are compared instead (coarser: one value per bucket).
+
+Readiness is judged canary against baseline: a look in which HAProxy holds the
+canary DOWN counts towards ``ready_failures`` only when no baseline server is down
+or unscrapable in the same look (a shared cause: the machine, the database), and,
+at steps where the canary carries more than a baseline server's load, only when the
+failure is a hard one (an answer of 503, a refused connection), not a health check
+that timed out: an instance carrying 2x or 100x a baseline server's share of a
+saturated machine answers slowly whatever its release, and what users meet there is
+judged by the error test. Such flaps are counted per step and named in the record.
 """
 
 from __future__ import annotations
@@ -34,13 +47,14 @@ from drillbook.canary.judge import (
     Assessment,
     Judge,
     LatencyFinding,
+    LatencySource,
     Window,
     histogram_latencies,
 )
 from drillbook.canary.sources import Source
 from drillbook.canary.watch import ServerWatch
 from drillbook.core.drill import DrillRun
-from drillbook.core.traffic import Traffic
+from drillbook.core.traffic import Outcome, Traffic
 
 
 class StepRecord(BaseModel):
@@ -50,6 +64,8 @@ class StepRecord(BaseModel):
     share_set_pct: float
     load_ratio: float | None
     latency_judged: bool
+    #: The servers the canary's latency was compared with (the control, or every baseline server).
+    latency_against: list[str] = []
     window_s: float
     decision: str
     reason: str
@@ -74,6 +90,15 @@ class StepRecord(BaseModel):
     latency_shift_lower_ms: float | None = None
     latency_tolerance_ms: float | None = None
     latency_u_p: float | None = None
+    canary_tail_ms: float | None = None
+    canary_tail_lower_ms: float | None = None
+    baseline_tail_ms: float | None = None
+    baseline_tail_upper_ms: float | None = None
+    latency_tail_limit_ms: float | None = None
+    #: Looks with the canary not held UP, and how many of them counted (the canary's own fault).
+    canary_down_looks: int = 0
+    canary_down_counted: int = 0
+    readiness_note: str = ""
 
 
 @dataclass
@@ -119,6 +144,8 @@ class Analysis:
         self.new_source = new_source
         self.canary_names = {i.name for i in ops.plan.canary}
         self.baseline_names = {i.name for i in ops.plan.baseline}
+        #: The servers latency is compared with at the current step (the control, or every baseline one).
+        self.compared = set(self.baseline_names)
 
     def run(self, run: DrillRun) -> AnalysisResult:
         s, weights = self.settings, self.ops.weights
@@ -126,18 +153,31 @@ class Analysis:
         before = (Window(), Window())  # canary and baseline of the completed steps
         for index, percent in enumerate(s.steps):
             with run.phase(f"step {percent:g}%"):
-                share = weights.set_share(percent)
+                controlled = s.latency_control and weights.plan_control(percent) is not None
+                share = weights.set_share(percent, control=controlled)
                 if index == 0:
                     result.first_step_at = time.monotonic()
-                ratio = weights.load_ratio(percent)
-                judged = ratio <= s.latency_max_load_ratio
+                ratio = weights.load_ratio(percent, control=controlled)
+                judged = controlled or ratio <= s.latency_max_load_ratio
+                self.compared = set(weights.control) if controlled else self.baseline_names
+                against = (
+                    f"latency against the control {', '.join(weights.control)} at the canary's weight"
+                    if controlled
+                    else "latency against every baseline server"
+                    if judged
+                    else "errors and readiness; latency not judged"
+                )
                 run.note(
                     f"canary share {share:g}% (asked {percent:g}%), {ratio:.2g}x a baseline server's load: "
-                    f"analysing for {s.window_s:g}s"
-                    + ("" if judged else " (errors and readiness; latency not judged)")
+                    f"analysing for {s.window_s:g}s ({against})"
                 )
-                a, held_s = self._step(run, result, before, judged, last=index == len(s.steps) - 1)
-            result.steps.append(self._record(percent, share, ratio, judged, held_s, a))
+                a, held_s, flaps = self._step(
+                    run, result, before, judged, ratio, last=index == len(s.steps) - 1
+                )
+            record = self._record(percent, share, ratio, judged, held_s, a)
+            record.canary_down_looks, record.canary_down_counted, record.readiness_note = flaps
+            record.latency_against = sorted(self.compared) if judged else []
+            result.steps.append(record)
             run.measure("steps", [st.model_dump() for st in result.steps])
             result.last = a
             before = (before[0] + a.step_canary, before[1] + a.step_baseline)
@@ -154,10 +194,15 @@ class Analysis:
         result: AnalysisResult,
         before: tuple[Window, Window],
         judged: bool,
+        ratio: float,
         *,
         last: bool,
-    ) -> tuple[Assessment, float]:
-        """Look every interval until the judge decides; (assessment, seconds the step was held)."""
+    ) -> tuple[Assessment, float, tuple[int, int, str]]:
+        """Look every interval until the judge decides.
+
+        Returns the assessment, the seconds the step was held, and the readiness flaps
+        (looks with the canary down, how many counted, the last uncounted reason).
+        """
         s = self.settings
         source = self.new_source()
         try:
@@ -165,6 +210,7 @@ class Analysis:
             t0 = time.monotonic()
             settled_at = t0 + s.settle_s
             ready_failures, k, last_note, marked = 0, 0, t0, s.settle_s == 0
+            down_looks, counted, excused = 0, 0, ""
             if marked:
                 source.look(mark=True)
             while True:
@@ -173,10 +219,12 @@ class Analysis:
                 mark = not marked and time.monotonic() >= settled_at
                 look = source.look(mark=mark)
                 marked = marked or mark
-                down = self.watch.canary_down() + [
-                    f"{n} /metrics unreachable" for n in look.unreachable if n in self.canary_names
-                ]
-                ready_failures = ready_failures + 1 if down else 0
+                down, why_not = self._readiness(look.unreachable, ratio)
+                if down:
+                    down_looks += 1
+                    counted += 0 if why_not else 1
+                    excused = f"{', '.join(down)}: {why_not}" if why_not else excused
+                ready_failures = ready_failures + 1 if down and not why_not else 0
                 now = time.monotonic()
                 errors = self.judge.errors(before[0] + look.canary, before[1] + look.baseline)
                 latency = None
@@ -206,40 +254,62 @@ class Analysis:
                     if a.decision == "breach":
                         result.decided_at = now
                         a = self._with_evidence(a, result, now, t0)
-                    return a, now - t0
+                    note = f"{down_looks - counted} looks with the canary down not counted ({excused})"
+                    return a, now - t0, (down_looks, counted, note if excused else "")
         finally:
             source.close()
 
+    def _readiness(self, unreachable: list[str], ratio: float) -> tuple[list[str], str]:
+        """The canary's readiness problems at this look, and why they do not count ("" : they do)."""
+        r = self.watch.readiness()
+        down = r.canary_down + [f"{n} /metrics unreachable" for n in unreachable if n in self.canary_names]
+        if not down:
+            return [], ""
+        shared = r.baseline_down + [
+            f"{n} /metrics unreachable" for n in unreachable if n in self.baseline_names
+        ]
+        if shared:
+            return down, f"the baseline failed too ({', '.join(shared)}): a shared cause"
+        if ratio > 1 and (r.timeouts_only or not r.canary_down):
+            return down, (
+                f"health checks timing out (or /metrics slow) at {ratio:.2g}x a baseline server's load: "
+                "load, judged by the error test"
+            )
+        return down, ""
+
     def _latency(self, settled: tuple[Window, Window], settled_at: float, now: float) -> LatencyFinding:
-        samples = self._answers(settled_at, now)
-        if samples is not None:
-            return self.judge.latency(*samples, source="requests")
+        answers = self._answers(settled_at, now)
+        if answers is not None:
+            half = self._answers(settled_at + (now - settled_at) / 2, now)
+            recent = (half[0], half[1]) if half is not None else None
+            return self.judge.latency(answers[0], answers[1], source=answers[2], recent=recent)
         canary, baseline = settled
         return self.judge.latency(histogram_latencies(canary), histogram_latencies(baseline), "histogram")
 
-    def _answers(self, since: float, until: float) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    def _answers(
+        self, since: float, until: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], LatencySource] | None:
         """Latencies (ms) of canary and baseline answers to the drill's requests sent in [since, until].
 
+        The load balancer's server time when every answer carries it, else the client's.
         None when the drill sends no traffic or no answer names its server. Failed answers are
         left out (errors are judged on their own; a fast 500 is not a fast answer).
         """
         if self.traffic is None:
             return None
-        canary: list[float] = []
-        baseline: list[float] = []
-        named = False
-        for o in self.traffic.snapshot():
-            if o.server is None:
-                continue
-            named = True
-            if since <= o.t <= until and o.status is not None and o.status < 500:
-                if o.server in self.canary_names:
-                    canary.append(o.latency_ms)
-                elif o.server in self.baseline_names:
-                    baseline.append(o.latency_ms)
-        if not named:
+        answers = [o for o in self.traffic.snapshot() if o.server is not None]
+        if not answers:
             return None
-        return np.asarray(canary), np.asarray(baseline)
+        window = [o for o in answers if since <= o.t <= until and o.status is not None and o.status < 500]
+        timed = all(o.server_ms is not None for o in window)
+        source: LatencySource = "server time" if timed else "requests"
+
+        def ms(o: Outcome) -> float:
+            return o.server_ms if timed and o.server_ms is not None else o.latency_ms
+
+        canary = [ms(o) for o in window if o.server in self.canary_names]
+        baseline = [ms(o) for o in window if o.server in self.compared]
+        return np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float), source
 
     def _with_evidence(self, a: Assessment, result: AnalysisResult, now: float, t0: float) -> Assessment:
         """Say how much traffic and time the decision needed."""
@@ -264,6 +334,9 @@ class Analysis:
                 f" | p95 {lat.canary_p95 or 0:.0f} vs {lat.baseline_p95 or 0:.0f} ms, shift "
                 f"{lat.shift.estimate_ms:+.1f} ms (tol {lat.tolerance_ms:.0f})"
             )
+            if lat.tail is not None and lat.tail.ratio is not None:
+                text += f", tail bound/limit {lat.tail.ratio:.2f}"
+
         return text
 
     @staticmethod
@@ -272,6 +345,7 @@ class Analysis:
     ) -> StepRecord:
         e, lat = a.errors, a.latency
         shift = lat.shift if lat else None
+        tail = lat.tail if lat else None
         return StepRecord(
             weight=percent,
             share_set_pct=share,
@@ -301,4 +375,9 @@ class Analysis:
             latency_shift_lower_ms=_r(shift.lower_ms, 2) if shift else None,
             latency_tolerance_ms=_r(lat.tolerance_ms, 2) if lat else None,
             latency_u_p=_p(shift.u_p) if shift else None,
+            canary_tail_ms=_r(tail.canary_ms, 1) if tail else None,
+            canary_tail_lower_ms=_r(tail.canary_lower_ms, 1) if tail else None,
+            baseline_tail_ms=_r(tail.baseline_ms, 1) if tail else None,
+            baseline_tail_upper_ms=_r(tail.baseline_upper_ms, 1) if tail else None,
+            latency_tail_limit_ms=_r(tail.limit_ms, 1) if tail else None,
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from drillbook.canary.fleet import FleetOps
 from drillbook.canary.settings import CanarySettings
+from drillbook.core import settings as core_settings
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError, TargetUnreachable
+from drillbook.core.inventory import Inventory
+from drillbook.core.settings import given
 
 RUNBOOK = "runbooks/canary-rollback.md"
 
@@ -18,10 +21,14 @@ ActedT = TypeVar("ActedT")
 MeasuredT = TypeVar("MeasuredT", bound=BaseModel)
 
 
-def load_settings(inv: Any, **overrides: Any) -> CanarySettings:
-    """The inventory's ``canary_*`` settings, with command-line overrides (None = keep)."""
-    settings: CanarySettings = inv.settings(CanarySettings, prefix="canary_")
-    changes = {k: v for k, v in overrides.items() if v is not None}
+#: What the user typed for each overridable field: an error names the option, not the field.
+OPTION_LABELS = {"window_s": "--window", "steps": "--steps", "traffic_rps": "--traffic"}
+
+
+def load_settings(inv: Inventory, **overrides: Any) -> CanarySettings:
+    """The inventory's ``canary_*`` settings with command-line overrides (None = keep), through
+    core's one settings loader; ``steps`` may be given as typed ("5,25,50,100")."""
+    changes = given(**overrides)
     if isinstance(changes.get("steps"), str):
         try:
             changes["steps"] = [float(x) for x in changes["steps"].split(",") if x.strip()]
@@ -29,13 +36,7 @@ def load_settings(inv: Any, **overrides: Any) -> CanarySettings:
             raise ConfigError(
                 f"--steps: expected percentages like 5,25,50,100, got {overrides['steps']!r}"
             ) from None
-    if not changes:
-        return settings
-    try:
-        return CanarySettings.model_validate({**settings.model_dump(), **changes})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(str(p) for p in first['loc']) or 'option'}: {first['msg']}") from None
+    return core_settings.load_settings(inv, CanarySettings, "canary_", changes, labels=OPTION_LABELS)
 
 
 class DeployDrill(Drill[PlanT, ActedT, MeasuredT]):

@@ -38,7 +38,7 @@ from drillbook.canary.releases import check_artifact
 from drillbook.canary.settings import CanarySettings
 from drillbook.canary.sources import PrometheusSource, ScrapeSource, Source
 from drillbook.canary.state import Rollout, read_fleet
-from drillbook.canary.watch import ServerWatch, backend_totals
+from drillbook.canary.watch import ServerWatch
 from drillbook.core import interrupts
 from drillbook.core.checks import Measurements, at_most, is_true, witnessed
 from drillbook.core.drill import DrillRun
@@ -96,7 +96,8 @@ class CanaryMeasured(Measurements):
     )
     error_detail: str = ""
     latency_effect_ratio: float | None = witnessed(
-        "the drill's own requests, latency per answer, server from HAProxy's X-Served-By header"
+        "the drill's own requests: server from HAProxy's X-Served-By, "
+        "response time from its X-Server-Time (%Tr)"
     )
     latency_detail: str = ""
     enough_evidence: bool | None = None
@@ -192,18 +193,23 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
     # -- act: the canary deploy ------------------------------------------------------------
     def act(self, run: DrillRun, plan: CanaryPlan) -> Deployed:
         ops = plan.ops
-        watch = ServerWatch(ops.haproxy, ops.backend, [i.name for i in ops.plan.canary])
+        watch = ServerWatch(
+            ops.haproxy.address,
+            ops.backend,
+            [i.name for i in ops.plan.canary],
+            [i.name for i in ops.plan.baseline],
+        )
         deployed = Deployed(
             ready=False,
             detail="",
             watch=watch,
             traffic=None,
             servers_before={st.server: st for st in ops.haproxy.stats(ops.backend)},
-            backend_before=backend_totals(ops.haproxy, ops.backend),
+            backend_before=ops.haproxy.backend_totals(ops.backend),
         )
         run.on_restore("count what users met", lambda: self._totals(run, plan, deployed))
         watch.start()
-        run.on_restore("stop the HAProxy watch", watch.stop)
+        run.on_restore("stop the HAProxy watch", lambda: _stop(watch))
         deployed.traffic = self._start_traffic(run)
         ops.store.save(plan.rollout, "canary", f"deploy.canary of {self.version}")
         deployed.control.stage = "canary"
@@ -231,8 +237,14 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         except Exception as exc:  # the service cannot take writes: read-only traffic still judges
             run.note(f"could not seed items ({type(exc).__name__}); background traffic reads /items only")
             source = constant(Request("GET /items", "GET", "/items?limit=10"))
-        header = self.settings.server_header or None
-        traffic = Traffic(lb_url, self.rps, source, server_header=header).start()
+        s = self.settings
+        traffic = Traffic(
+            lb_url,
+            self.rps,
+            source,
+            server_header=s.server_header or None,
+            time_header=s.server_time_header or None,
+        ).start()
         run.on_restore("stop background traffic", lambda: _stop(traffic))
         run.note(f"background traffic: {self.rps:g} requests/s through {lb_url}")
         return traffic
@@ -373,7 +385,7 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
             run.measure("traffic_requests", stats.requests, witness="drillbook's own client")
             run.measure("traffic_error_pct", stats.error_pct, witness="drillbook's own client")
         try:
-            req, err = backend_totals(plan.ops.haproxy, plan.ops.backend)
+            req, err = plan.ops.haproxy.backend_totals(plan.ops.backend)
         except Exception as exc:  # the measurement must not hide the drill's outcome
             run.note(f"could not read HAProxy counters at the end: {exc}")
             return
@@ -386,5 +398,5 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         )
 
 
-def _stop(traffic: Traffic) -> None:
-    traffic.stop()
+def _stop(sampler: Traffic | ServerWatch) -> None:
+    sampler.stop()  # (a restore action returns nothing)

@@ -11,15 +11,21 @@ What it compares
   rates and is not blamed on the canary.
 * **Latency**: per-request latencies of canary and baseline answers taken in the
   same seconds (the drill's own traffic; HAProxy's ``X-Served-By`` header says which
-  server answered; without it, the instances' histograms). Mann-Whitney U test and
-  Hodges-Lehmann shift (:func:`~drillbook.canary.stats.latency_shift`) against a
-  tolerance of ``max(latency_effect_pct % of the baseline's median,
-  latency_effect_ms)``: breach when the shift's lower confidence bound exceeds it.
-  Judged after ``settle_s`` (the canary warms up to its new share) and only at steps
-  where a canary server carries at most ``latency_max_load_ratio`` times a baseline
-  server's requests (beyond, a difference measures the load, not the release).
+  server answered and ``X-Server-Time`` how long it took, without the drill's own
+  client queueing; without them, the instances' histograms). Two tests, each at half
+  the latency budget: the Mann-Whitney U test and Hodges-Lehmann shift
+  (:func:`~drillbook.canary.stats.latency_shift`) against a tolerance of
+  ``max(latency_effect_pct % of the baseline's median, latency_effect_ms)`` (breach
+  when the shift's lower confidence bound exceeds it: everything slower), and the
+  tail (:func:`~drillbook.canary.stats.tail_bound`): breach when the canary's p95 is,
+  with confidence, more than ``latency_tail_pct`` % above the baseline's (a slow
+  path that doubles p95 and leaves the median alone).
+  Judged after ``settle_s``, against the control at the canary's weight
+  (:mod:`drillbook.canary.weights`) or where the load ratio allows.
 * **Readiness**: ``ready_failures`` consecutive looks with HAProxy holding the
-  canary DOWN or its ``/metrics`` unreachable.
+  canary DOWN or its ``/metrics`` unreachable, counted only when the cause is the
+  canary's (see :mod:`drillbook.canary.analysis`: not shared with the baseline, not a
+  health-check timeout while the canary carries more than a baseline server's load).
 
 Decisions, and "not enough evidence"
 ------------------------------------
@@ -33,8 +39,7 @@ could see an increase of ``error_detectable`` (had the canary failed that much m
 the bound would have crossed the margin). ``insufficient`` is never a pass: the
 rollout is not promoted and says what was missing.
 
-Both tests run at Pocock-boundary levels (see :mod:`drillbook.canary.stats`), so the
-many looks do not add up to false rollbacks.
+Every test runs at Pocock-boundary levels (:mod:`drillbook.canary.stats`).
 """
 
 from __future__ import annotations
@@ -50,12 +55,14 @@ from numpy.typing import NDArray
 from drillbook.canary.settings import CanarySettings
 from drillbook.canary.stats import (
     Shift,
+    Tail,
     detectable_increase,
     error_increase_bound,
     fisher_p,
     latency_shift,
     level,
     quantile_ms,
+    tail_bound,
 )
 from drillbook.core.metrics import Snapshot, quantile
 
@@ -63,7 +70,7 @@ REQUESTS_METRIC = "http_requests_total"
 DURATION_METRIC = "http_request_duration_seconds"
 
 Decision = Literal["breach", "pass", "continue", "insufficient"]
-LatencySource = Literal["requests", "histogram"]
+LatencySource = Literal["server time", "requests", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -196,13 +203,20 @@ class LatencyFinding:
     shift: Shift | None  # None: too few answers to test
     tolerance_ms: float
     breach: bool
+    tail: Tail | None = None
 
     @property
-    def effect_ratio(self) -> float | None:
+    def shift_ratio(self) -> float | None:
         """Lower confidence bound of the shift over the tolerance: above 1 is a breach."""
         if self.shift is None or math.isinf(self.shift.lower_ms):
             return None
         return self.shift.lower_ms / self.tolerance_ms if self.tolerance_ms > 0 else math.inf
+
+    @property
+    def effect_ratio(self) -> float | None:
+        """The larger of the shift's and the tail's bound over its limit: above 1 is a breach."""
+        ratios = [r for r in (self.shift_ratio, self.tail.ratio if self.tail else None) if r is not None]
+        return max(ratios) if ratios else None
 
     def text(self, settings: CanarySettings) -> str:
         head = (
@@ -213,13 +227,23 @@ class LatencyFinding:
             return head
         s = self.shift
         lower = "n/a" if math.isinf(s.lower_ms) else f"{s.lower_ms:+.1f} ms"
-        return (
-            f"{head}: shift {s.estimate_ms:+.1f} ms (at least {lower}; "
+        text = (
+            f"{head} ({self.source}): shift {s.estimate_ms:+.1f} ms (at least {lower}; "
             f"tolerance {self.tolerance_ms:.1f} ms = "
             f"max({settings.latency_effect_pct:g} % of {_ms(self.baseline_p50)}, "
-            f"{settings.latency_effect_ms:g} ms)), U-test p = {_p(s.u_p)} "
-            f"({s.canary_n} vs {s.baseline_n} {_unit(self)})"
+            f"{settings.latency_effect_ms:g} ms)), U-test p = {_p(s.u_p)}"
         )
+        t = self.tail
+        if t is not None:
+            q = f"p{100 * t.q:g}"
+            c_low = "n/a" if math.isinf(t.canary_lower_ms) else _ms(t.canary_lower_ms)
+            b_up = "n/a" if math.isinf(t.baseline_upper_ms) else _ms(t.baseline_upper_ms)
+            text += (
+                f"; tail: canary {q} at least {c_low} vs baseline {q} at most {b_up} "
+                f"(limit {_ms(t.limit_ms) if math.isfinite(t.limit_ms) else 'n/a'} = "
+                f"+{settings.latency_tail_pct:g} %)"
+            )
+        return text + f" ({s.canary_n} vs {s.baseline_n} {_unit(self)})"
 
 
 @dataclass(frozen=True)
@@ -264,13 +288,35 @@ class Judge:
         canary: NDArray[np.float64],
         baseline: NDArray[np.float64],
         source: LatencySource = "requests",
+        recent: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
     ) -> LatencyFinding:
+        """Shift and tail of ``canary`` against ``baseline``; a tail breach must hold in ``recent``
+        (the window's latest half) too: a cold canary growing its pools when its share rises
+        makes a heavy tail at a step's start (lab, load 10: p95 402 vs 106 ms, medians equal).
+        """
         s = self.settings
         b50 = quantile_ms(baseline, 0.5)
         tolerance = max(s.latency_effect_pct / 100 * (b50 or 0.0), s.latency_effect_ms)
-        shift = None
+        shift, tail = None, None
         if len(canary) >= s.latency_min_samples and len(baseline) >= s.latency_min_samples:
             shift = latency_shift(canary, baseline, self.latency_z, tolerance)
+            tail = tail_bound(
+                canary,
+                baseline,
+                self.latency_z,
+                s.latency_tail_quantile,
+                s.latency_tail_pct,
+                s.latency_effect_ms,
+            )
+        tail_breach = tail is not None and (tail.ratio or 0.0) > 1
+        if tail_breach and recent is not None:
+            rc, rb = recent
+            confirmed = None
+            if len(rc) >= s.latency_min_samples and len(rb) >= s.latency_min_samples:
+                confirmed = tail_bound(
+                    rc, rb, self.latency_z, s.latency_tail_quantile, s.latency_tail_pct, s.latency_effect_ms
+                )
+            tail_breach = confirmed is not None and (confirmed.ratio or 0.0) > 1
         return LatencyFinding(
             source=source,
             canary_count=len(canary),
@@ -281,7 +327,8 @@ class Judge:
             baseline_p95=quantile_ms(baseline, 0.95),
             shift=shift,
             tolerance_ms=tolerance,
-            breach=shift is not None and shift.lower_ms > tolerance,
+            breach=(shift is not None and shift.lower_ms > tolerance) or tail_breach,
+            tail=tail,
         )
 
     def assess(
@@ -364,4 +411,4 @@ class Judge:
 
 
 def _unit(latency: LatencyFinding) -> str:
-    return "answers" if latency.source == "requests" else "histogram counts"
+    return "histogram counts" if latency.source == "histogram" else "answers"

@@ -41,6 +41,11 @@ class CanarySettings(BaseModel):
     #: Error-rate increase (0..1) the analysis must be able to see before it may promote: with
     #: less traffic the rollout ends "not enough evidence" (rolled back), not "pass".
     error_detectable: float = Field(0.01, gt=0, le=1)
+    #: The slow tail: the canary's quantile ``latency_tail_quantile`` may exceed the baseline's
+    #: by this many percent (and latency_effect_ms) before it is a breach (confidence bounds of
+    #: both quantiles, distribution-free): 50 catches a doubled p95 that leaves the median alone.
+    latency_tail_pct: float = Field(50.0, ge=0)
+    latency_tail_quantile: float = Field(0.95, gt=0.5, lt=1)
     #: Latency shift tolerated, relative to the baseline's median (percent) ...
     latency_effect_pct: float = Field(20.0, ge=0)
     #: ... and absolute (ms): a breach needs the canary slower by more than both (lower
@@ -51,6 +56,12 @@ class CanarySettings(BaseModel):
     #: Latency is judged only at steps where a canary server takes at most this many times the
     #: requests of a baseline server: beyond, a p95 difference measures the load, not the release.
     latency_max_load_ratio: float = Field(1.0, gt=0)
+    #: Judge latency against a control: one baseline server per canary server at the canary's
+    #: weight (the others carry the rest), where the others can carry at least that much (the
+    #: lab: the 5 % and 25 % steps). Canary and control then answer equally many requests per
+    #: second, so a busy machine's queueing hits both alike (Kayenta's baseline of the canary's
+    #: size). Off: the canary is compared with every baseline server, at its own load ratio.
+    latency_control: bool = True
     #: Canary and baseline latencies needed in a step before latency is judged at all
     #: (fewer by the step's end: "not enough evidence").
     latency_min_samples: int = Field(20, ge=1)
@@ -58,9 +69,17 @@ class CanarySettings(BaseModel):
     #: drill's own requests into canary and baseline. Without it latency comes from the
     #: instances' histograms.
     server_header: str = "X-Served-By"
+    #: Response header with the server's response time as the load balancer measured it
+    #: (HAProxy's %Tr, haproxy_server_time_header): latency is judged on it when every answer
+    #: carries it, so the drill's own client queueing (large on a busy machine, the same for
+    #: canary and baseline) does not drown a shift. "" or absent: the client's latency.
+    server_time_header: str = "X-Server-Time"
     #: Route prefixes left out of the analysis (probes and scrapes are not user traffic).
     exclude_routes: list[str] = Field(default_factory=lambda: ["/health", "/metrics"])
-    #: Consecutive failed readiness looks of a canary instance that make a breach.
+    #: Consecutive failed readiness looks of a canary instance that make a breach. A look counts
+    #: only when the failure is the canary's own: no baseline server is down or unscrapable in
+    #: the same look (a shared cause), and at steps where the canary carries more than a baseline
+    #: server's load, only a hard failure (503, refused) counts, not a health-check timeout.
     ready_failures: int = Field(2, ge=1)
     #: Release the canary returns to on a breach: "previous" (what ran before) or a version.
     rollback_target: str = "previous"
@@ -133,8 +152,9 @@ class CanarySettings(BaseModel):
 
     @property
     def latency_z(self) -> float:
-        """Pocock critical z of the latency test: alpha / 2 split over the steps, over each step's looks."""
-        return pocock_z(self.alpha / 2 / len(self.steps), self.looks_per_step)
+        """Pocock critical z of each latency test (shift and tail): alpha / 2 split over the two
+        tests and the steps, over each step's looks."""
+        return pocock_z(self.alpha / 4 / len(self.steps), self.looks_per_step)
 
     @property
     def error_margin_pct(self) -> float:

@@ -27,6 +27,15 @@ Without the tolerance a U test on thousands of requests would call a 1 ms
 difference significant; with it a release 5 % slower than the baseline passes,
 one 20 ms slower does not.
 
+**The slow tail.** A release that slows one request in five doubles p95 and
+barely moves the median, so the shift test above may pass it. :func:`tail_bound`
+asks the quantile itself: the canary's p95 (``q``) has a distribution-free lower
+confidence bound, an order statistic chosen by the binomial distribution (at least
+that many canary answers lie above it with the look's confidence), and the
+baseline's p95 an upper one; breach when the canary's lower bound exceeds the
+baseline's upper bound by more than the tolerance (``latency_tail_pct``). No
+shape is assumed, ties are harmless, and both bounds tighten as answers accrue.
+
 **Many looks: Pocock boundaries.** The judge looks every half second, and each look
 is a chance of a false alarm. Instead of Bonferroni (each look at alpha / K, which
 treats the K looks as unrelated although each contains all data of the previous
@@ -216,6 +225,80 @@ def latency_shift(
     k = math.floor(m1 * m2 / 2 - z * math.sqrt(m1 * m2 * (m1 + m2 + 1) / 12))
     lower = float(np.partition(diffs, k)[k]) if k >= 0 else -math.inf
     return Shift(n1, n2, float(np.median(diffs)), lower, u_p, tolerance_ms)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The canary's q-quantile against the baseline's: lower bound of one, upper bound of the other."""
+
+    q: float
+    canary_n: int
+    baseline_n: int
+    canary_ms: float  # point estimates
+    baseline_ms: float
+    canary_lower_ms: float  # -inf: too few canary answers for a bound at this level
+    baseline_upper_ms: float  # +inf: too few baseline answers
+    limit_ms: float  # what the canary's lower bound must exceed for a breach
+
+    @property
+    def ratio(self) -> float | None:
+        """Canary lower bound over the limit: above 1 is a breach (None: no bound yet)."""
+        if not (math.isfinite(self.canary_lower_ms) and math.isfinite(self.limit_ms)) or self.limit_ms <= 0:
+            return None
+        return self.canary_lower_ms / self.limit_ms
+
+
+def order_bound(sorted_values: NDArray[np.float64], q: float, alpha: float, upper: bool) -> float:
+    """Distribution-free one-sided confidence bound of the ``q`` quantile from sorted values.
+
+    Lower: the r-th smallest value, r the largest rank with P(Binomial(n, q) <= r - 1) <= alpha
+    (at least r values lie at or below the quantile... so X_(r) is below it with 1 - alpha).
+    Upper: the s-th smallest, s the smallest rank with P(Binomial(n, q) <= s - 1) >= 1 - alpha.
+    -inf / +inf when the sample is too small for a bound at this level.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        return math.inf if upper else -math.inf
+    if upper:
+        s = int(sps.binom.ppf(1 - alpha, n, q)) + 1
+        return float(sorted_values[s - 1]) if s <= n else math.inf
+    r = int(sps.binom.ppf(alpha, n, q))
+    if r >= 1 and sps.binom.cdf(r - 1, n, q) > alpha:
+        r -= 1
+    return float(sorted_values[r - 1]) if r >= 1 else -math.inf
+
+
+def tail_bound(
+    canary: Sequence[float] | NDArray[np.float64],
+    baseline: Sequence[float] | NDArray[np.float64],
+    z: float,
+    q: float,
+    tolerance_pct: float,
+    tolerance_ms: float,
+) -> Tail:
+    """Is the canary's ``q`` quantile above the baseline's by more than the tolerance, at level ``sf(z)``?
+
+    Limit: the baseline's upper bound times (1 + ``tolerance_pct`` / 100), and at least
+    ``tolerance_ms`` above it. Each bound is taken at the look's level, so a breach
+    needs both to hold (conservative: the two errors add up to at most twice the level).
+    """
+    c = np.sort(np.asarray(canary, dtype=float))
+    b = np.sort(np.asarray(baseline, dtype=float))
+    if len(c) == 0 or len(b) == 0:
+        raise ValueError("both samples must be non-empty")
+    alpha = level(z)
+    upper = order_bound(b, q, alpha, upper=True)
+    limit = max(upper * (1 + tolerance_pct / 100), upper + tolerance_ms)
+    return Tail(
+        q=q,
+        canary_n=len(c),
+        baseline_n=len(b),
+        canary_ms=float(np.quantile(c, q)),
+        baseline_ms=float(np.quantile(b, q)),
+        canary_lower_ms=order_bound(c, q, alpha, upper=False),
+        baseline_upper_ms=upper,
+        limit_ms=limit,
+    )
 
 
 def quantile_ms(values: Sequence[float] | NDArray[np.float64], q: float) -> float | None:

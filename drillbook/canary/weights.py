@@ -13,6 +13,17 @@ carries everything would otherwise take the whole service down with it until
 the rollback restored the weights. Weights are integers, so the share set is the
 nearest one the integers allow; :meth:`Weights.set_share` returns it.
 
+**A control at the canary's weight.** Latency depends on a server's load: at a 5 %
+step the canary takes a ninth of a baseline server's requests, and on a busy
+machine its answers are faster for that alone (measured on the lab at load 15: the
+baseline's server time was 50 ms of queueing the canary did not have, enough to
+hide a +60 ms release). Spinnaker's Kayenta compares the canary with a *baseline of
+the canary's size*, deployed next to it, not with the fleet. :meth:`Weights.plan_control`
+does the same with the servers at hand: one baseline server per canary server (the
+*control*) gets the canary's weight, the others carry the rest, so canary and control
+answer the same number of requests per second in the same seconds. It applies where
+the others still carry at least a control's load (the lab: the 5 % and 25 % steps).
+
 "Restore" always means the weights in HAProxy's configuration (``get weight``
 answers "current (initial)"), not whatever a crashed run left behind.
 """
@@ -79,6 +90,28 @@ def split(share: float, canary: Sequence[int], baseline: Sequence[int]) -> tuple
     return c_weights, b_weights
 
 
+def split_control(
+    share: float, canary: Sequence[int], control: Sequence[int], rest: Sequence[int]
+) -> tuple[list[int], list[int], list[int]] | None:
+    """(canary, control, rest) weights: control server i at canary server i's weight, the canary at
+    ``share`` of the total. None when the rest would carry less per server than a canary server.
+    """
+    if not canary or len(control) != len(canary) or not rest or not 0 < share < 1:
+        return None
+    c_shape = [max(1, w) for w in canary]
+    r_shape = [max(1, w) for w in rest]
+    c_total = sum(c_shape)
+    rest_total = c_total / share - 2 * c_total
+    scale_r = rest_total / sum(r_shape)
+    top = max(max(c_shape), max(r_shape) * scale_r)
+    scale = min(1.0, MAX_WEIGHT / top)
+    c_w = [max(1, round(w * scale)) for w in c_shape]
+    r_w = [max(1, round(w * scale_r * scale)) for w in r_shape]
+    if min(r_w) < max(c_w):
+        return None
+    return c_w, list(c_w), r_w
+
+
 def load_ratio(canary: Sequence[int], baseline: Sequence[int]) -> float:
     """Requests a canary server takes per request a baseline server takes (inf: baseline at 0)."""
     c = sum(canary) / len(canary) if canary else 0.0
@@ -107,6 +140,8 @@ class Weights:
         self.canary = list(canary)
         self.baseline = list(baseline)
         self._initial: dict[str, int] | None = None
+        #: Baseline servers that can be the canary's control (one per canary server), in order.
+        self.control = self.baseline[: len(self.canary)] if len(self.baseline) > len(self.canary) else []
 
     def read(self, server: str) -> ServerWeight:
         return read_weight(self.haproxy, self.backend, server)
@@ -130,18 +165,44 @@ class Weights:
         init = self.initial
         return split(percent / 100, [init[s] for s in self.canary], [init[s] for s in self.baseline])
 
-    def load_ratio(self, percent: float) -> float:
+    def load_ratio(self, percent: float, control: bool = False) -> float:
         """How many requests a canary server takes per request of a baseline server at ``percent``."""
+        planned = self.plan_control(percent) if control else None
+        if planned is not None:
+            return load_ratio([planned[s] for s in self.canary], [planned[s] for s in self.baseline])
         c, b = self.plan(percent)
         return load_ratio(c, b)
 
-    def set_share(self, percent: float) -> float:
-        """Give the canary ``percent`` % of the backend; return the share actually set (percent)."""
-        c, b = self.plan(percent)
-        pairs = list(zip(self.canary, c, strict=True)) + list(zip(self.baseline, b, strict=True))
-        for server, weight in pairs:
-            self.haproxy.set_weight(self.backend, server, weight)
-        return round(100 * achieved(c, b), 2)
+    def plan_control(self, percent: float) -> dict[str, int] | None:
+        """Weights per server with a control at the canary's weight, or None where it does not fit."""
+        if not self.control:
+            return None
+        init = self.initial
+        rest = [s for s in self.baseline if s not in self.control]
+        weights = split_control(
+            percent / 100,
+            [init[s] for s in self.canary],
+            [init[s] for s in self.control],
+            [init[s] for s in rest],
+        )
+        if weights is None:
+            return None
+        c, k, r = weights
+        return dict(zip([*self.canary, *self.control, *rest], [*c, *k, *r], strict=True))
+
+    def set_share(self, percent: float, control: bool = False) -> float:
+        """Give the canary ``percent`` % of the backend; return the share actually set (percent).
+
+        ``control``: with a control at the canary's weight where :meth:`plan_control` fits.
+        """
+        planned = self.plan_control(percent) if control else None
+        if planned is None:
+            c, b = self.plan(percent)
+            planned = dict(zip([*self.canary, *self.baseline], [*c, *b], strict=True))
+        for server in [*self.baseline, *self.canary]:  # baseline first: never a moment with less of it
+            self.haproxy.set_weight(self.backend, server, planned[server])
+        total = sum(planned.values())
+        return round(100 * sum(planned[s] for s in self.canary) / total, 2) if total else 0.0
 
     def canary_off(self) -> None:
         """Canary weight 0 at once, the baseline at its configured weights: the first move of a rollback.

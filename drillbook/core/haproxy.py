@@ -29,6 +29,16 @@ def server_up(status: str) -> bool:
     return status.startswith("UP") or status == "no check"
 
 
+#: Health-check results (``check_status``) that mean "answered no" or "refused": the server is
+#: not ready. Anything else (a timeout, or a passing check while it rises back) is not that.
+CHECK_HARD_FAILURES = ("L4CON", "L6RSP", "L7RSP", "L7STS")
+
+
+def check_failed_hard(check_status: str) -> bool:
+    """The server's last health check was refused or answered "not ready" (``* `` marks one in progress)."""
+    return check_status.removeprefix("* ").strip().startswith(CHECK_HARD_FAILURES)
+
+
 def server_down(status: str) -> bool:
     """HAProxy has taken the server out: ``DOWN`` (also ``DOWN 1/2`` while rising), ``MAINT``, ``NOLB``.
 
@@ -147,6 +157,14 @@ class HAProxy:
                 return stat
         raise ConfigError(f"HAProxy has no server {backend}/{server}")
 
+    def backend_totals(self, backend: str) -> tuple[int, int]:
+        """(requests, 5xx) of the backend row: every request the load balancer passed to the service."""
+        text = self.command("show stat").lstrip("# ")
+        for row in csv.DictReader(io.StringIO(text)):
+            if row.get("pxname") == backend and row.get("svname") == "BACKEND":
+                return _int(row.get("req_tot")), _int(row.get("hrsp_5xx"))
+        return 0, 0
+
     def frontend_totals(self) -> dict[str, int]:
         """Requests and 5xx responses per frontend: the load balancer's witness of a load run."""
         text = self.command("show stat").lstrip("# ")
@@ -187,8 +205,10 @@ class HAProxyWatch(Sampler[ServerTable]):
     the load balancer being unreachable is itself an observation, not a crash.
     """
 
-    def __init__(self, address: str, backend: str, interval_s: float = 0.1) -> None:
-        super().__init__("witness-haproxy", self._look, clock=interval_s, join_timeout_s=3.0)
+    def __init__(
+        self, address: str, backend: str, interval_s: float = 0.1, name: str = "witness-haproxy"
+    ) -> None:
+        super().__init__(name, self._look, clock=interval_s, join_timeout_s=3.0)
         self.client = HAProxy(address, timeout_s=min(1.0, max(0.2, interval_s * 5)))
         self.backend = backend
 
@@ -199,6 +219,12 @@ class HAProxyWatch(Sampler[ServerTable]):
         except Exception as exc:  # an observation, never a crash of the watch
             return ServerTable(t0, wall, {}, f"{type(exc).__name__}: {exc}")
         return ServerTable(t0, wall, {r.server: r for r in rows})
+
+    def sample(self) -> ServerTable:
+        """Take one look now, outside the clock, and keep it (for a look that must be current)."""
+        table = self._look()
+        self.record(table)
+        return table
 
     def first_where(self, server: str, after: float, pred: Callable[[str], bool]) -> ServerTable | None:
         """The first look at or after ``after`` in which ``server``'s status satisfies ``pred``."""

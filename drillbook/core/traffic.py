@@ -62,6 +62,9 @@ class Outcome:
     error: str | None = None
     #: The server that answered, from ``Traffic.server_header`` (None: not asked or not sent).
     server: str | None = None
+    #: The server's response time (ms) as the load balancer measured it, from
+    #: ``Traffic.time_header``: the latency without this client's own queueing.
+    server_ms: float | None = None
 
 
 RequestSource = Callable[[int], Request]
@@ -105,6 +108,8 @@ class Traffic:
     poisson: bool = True
     #: Response header naming the server that answered (e.g. HAProxy's X-Served-By), kept per request.
     server_header: str | None = None
+    #: Response header with the server's response time in ms (e.g. HAProxy's %Tr), kept per request.
+    time_header: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     _sampler: Sampler[Outcome] | None = field(default=None, init=False, repr=False)
 
@@ -142,24 +147,30 @@ class Traffic:
 
     @contextmanager
     def _sending(self) -> Iterator[Take[Outcome]]:
-        """Client and worker pool live as long as the schedule; closing waits for requests in flight."""
+        """Client and worker pool live as long as the schedule; closing waits for requests in flight.
+
+        Requests still queued for a worker when the schedule stops are dropped, not sent: on a
+        saturated machine the queue holds thousands, and sending them after the stop kept the
+        process (and the load) alive for minutes after the drill ended.
+        """
         limits = httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers)
         counter = itertools.count()
-        with (
-            httpx.Client(
-                base_url=self.base_url,
-                timeout=self.timeout_s,
-                limits=limits,
-                transport=httpx.HTTPTransport(retries=0, limits=limits),
-                headers={"User-Agent": "drillbook-traffic"},
-            ) as client,
-            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic") as pool,
-        ):
+        with httpx.Client(
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            limits=limits,
+            transport=httpx.HTTPTransport(retries=0, limits=limits),
+            headers={"User-Agent": "drillbook-traffic"},
+        ) as client:
+            pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="traffic")
+            try:
 
-            def send_next() -> None:
-                pool.submit(self._send, client, self.source(next(counter)))
+                def send_next() -> None:
+                    pool.submit(self._send, client, self.source(next(counter)))
 
-            yield send_next
+                yield send_next
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, client: httpx.Client, req: Request) -> None:
         wall, t0 = time.time(), time.monotonic()
@@ -179,7 +190,10 @@ class Traffic:
             else:
                 ok = resp.status_code < 400 and (req.expect is None or req.expect(resp))
             server = resp.headers.get(self.server_header) if self.server_header else None
-            outcome = Outcome(t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server)
+            server_ms = _float(resp.headers.get(self.time_header)) if self.time_header else None
+            outcome = Outcome(
+                t0, wall, req.endpoint, resp.status_code, latency_ms, ok, server=server, server_ms=server_ms
+            )
         except httpx.HTTPError as exc:
             outcome = Outcome(
                 t0, wall, req.endpoint, None, (time.monotonic() - t0) * 1000, False, type(exc).__name__
@@ -225,6 +239,15 @@ def summarize(
         p99_ms=_r(percentile(lat, 99)),
         by_endpoint=by,
     )
+
+
+def _float(text: str | None) -> float | None:
+    """A header's number; None when absent or not a number (HAProxy sends -1 when it has none)."""
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value >= 0 else None
 
 
 def _r(v: float | None) -> float | None:

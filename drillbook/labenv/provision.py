@@ -70,6 +70,7 @@ def build_release(
     error_rate: float = 0.0,
     latency_ms: int = 0,
     misconfigure: tuple[str, ...] = (),
+    latency_share: float = 1.0,
 ) -> Path:
     """Build the reference service's artifact for ``version`` into the inventory's artifact dir."""
     from drillbook.labenv.release import build_release as build
@@ -92,6 +93,7 @@ def build_release(
             error_rate=error_rate,
             latency_ms=latency_ms,
             misconfigure=misconfigure,
+            latency_share=latency_share,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc

@@ -64,6 +64,7 @@ def build_release(
     latency_ms: int = 0,
     misconfigure: Sequence[str] = (),
     source: Path = DEFAULT_SOURCE,
+    latency_share: float = 1.0,
 ) -> Path:
     """Write ``out_dir/refservice-<version>.tar.gz`` and return its path.
 
@@ -73,12 +74,16 @@ def build_release(
     immutable once built: hosts may already run it).
     """
     _check_arguments(version, error_rate, latency_ms, misconfigure)
-    release = {
+    if not (math.isfinite(latency_share) and 0.0 < latency_share <= 1.0):
+        raise ValueError(f"latency_share must be in (0, 1], got {latency_share}")
+    release: dict[str, object] = {
         "version": version,
         "error_rate": float(error_rate),
         "latency_ms": int(latency_ms),
         "misconfigure": sorted(set(misconfigure)),
     }
+    if latency_share < 1.0:  # only then: artifacts built before the knob keep their bytes
+        release["latency_share"] = float(latency_share)
     data = _archive_bytes(Path(source), release)
     out_dir = Path(out_dir)
     target = out_dir / artifact_name(version)

@@ -79,6 +79,7 @@ def down(c: Context, purge: bool = False, *, opts: CommonOptions) -> None:
         "version": "Release version to build, e.g. 2.0.0.",
         "error_rate": "Share of /items requests answered 500 (0..1, default 0), to stage a bad release.",
         "latency_ms": "Latency added to /items requests (default 0), to stage a slow release.",
+        "latency_share": "Share of /items requests that get --latency-ms (0..1, default 1): a slow tail.",
         "misconfigure": "Break one thing on purpose (cors, headers, ratelimit, body-limit, "
         "ready-ignores-db); repeatable.",
     },
@@ -90,6 +91,7 @@ def release(
     error_rate: str | None = None,
     latency_ms: str | None = None,
     misconfigure: list[str] | None = None,
+    latency_share: str | None = None,
     *,
     opts: CommonOptions,
 ) -> None:
@@ -99,9 +101,15 @@ def release(
     with cli_errors(opts.debug):
         rate = float_option("error-rate", error_rate, minimum=0, maximum=1) or 0.0
         latency = int_option("latency-ms", latency_ms, minimum=0, maximum=600_000) or 0
+        share = float_option("latency-share", latency_share, minimum=0, maximum=1)
         inv = open_inventory(opts.inventory)
         path = lab_.build_release(
-            inv, version, error_rate=rate, latency_ms=latency, misconfigure=tuple(misconfigure or ())
+            inv,
+            version,
+            error_rate=rate,
+            latency_ms=latency,
+            misconfigure=tuple(misconfigure or ()),
+            latency_share=1.0 if share is None else share,
         )
         out.print(f"release {plain(version)} -> {plain(path)}")
 

@@ -124,6 +124,8 @@ class Release:
     error_rate: float = 0.0
     latency_ms: int = 0
     misconfigure: frozenset[str] = frozenset()
+    #: Share of /items requests that get latency_ms (1: every one; less: a slow tail).
+    latency_share: float = 1.0
 
     def broken(self, what: str) -> bool:
         """True when the release deliberately breaks safeguard `what`."""
@@ -152,13 +154,17 @@ class Release:
         try:
             error_rate = float(data.get("error_rate", 0.0))
             latency_ms = int(data.get("latency_ms", 0))
+            latency_share = float(data.get("latency_share", 1.0))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"release file {path}: {exc}") from exc
-        if not 0.0 <= error_rate <= 1.0 or latency_ms < 0:
-            raise ConfigError(f"release file {path}: error_rate must be in [0, 1], latency_ms >= 0")
+        if not 0.0 <= error_rate <= 1.0 or latency_ms < 0 or not 0.0 < latency_share <= 1.0:
+            raise ConfigError(
+                f"release file {path}: error_rate must be in [0, 1], latency_ms >= 0, latency_share in (0, 1]"
+            )
         return cls(
             version=str(data.get("version", "dev")),
             error_rate=error_rate,
             latency_ms=latency_ms,
             misconfigure=frozenset(misconfigure),
+            latency_share=latency_share,
         )

@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, release: Release | None = None)
                     "misconfigure": sorted(release.misconfigure),
                     "error_rate": release.error_rate,
                     "latency_ms": release.latency_ms,
+                    "latency_share": release.latency_share,
                 }
             },
         )
@@ -85,7 +86,12 @@ def create_app(settings: Settings | None = None, release: Release | None = None)
 
     # add_middleware wraps: the last one added is the outermost.
     if release.error_rate or release.latency_ms:
-        app.add_middleware(FaultMiddleware, error_rate=release.error_rate, latency_ms=release.latency_ms)
+        app.add_middleware(
+            FaultMiddleware,
+            error_rate=release.error_rate,
+            latency_ms=release.latency_ms,
+            latency_share=release.latency_share,
+        )
     if not release.broken("body-limit"):
         app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins, wildcard=release.broken("cors"))

@@ -181,16 +181,19 @@ class BodyLimitMiddleware:
 
 
 class FaultMiddleware:
-    """The release's injected faults on /items*: added latency, then random 500s."""
+    """The release's injected faults on /items*: added latency (on a share of requests), then random 500s."""
 
-    def __init__(self, app: ASGIApp, *, error_rate: float, latency_ms: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, error_rate: float, latency_ms: int, latency_share: float = 1.0
+    ) -> None:
         self.app = app
         self.error_rate = error_rate
         self.latency_s = latency_ms / 1000.0
+        self.latency_share = latency_share
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_items_path(scope["path"]):
-            if self.latency_s:
+            if self.latency_s and (self.latency_share >= 1.0 or random.random() < self.latency_share):
                 await asyncio.sleep(self.latency_s)
             if self.error_rate and random.random() < self.error_rate:
                 await send_error(send, 500, "internal_error", "injected fault", scope.get(REQUEST_ID_KEY, ""))
