@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one Locust-side State and the event hooks that drive it, read together.
 """The Locust side of a load run: arrival-rate pacing, a user pool sized by Little's law, exact records.
 
 Loaded *inside* Locust (through ``plugin.py``, passed with ``-f`` before the user's
