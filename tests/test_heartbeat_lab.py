@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from drillbook import labenv
@@ -198,6 +199,14 @@ def test_restore_test_without_a_heartbeat_is_an_error_not_a_pass(
 
 
 # -- lab.down --------------------------------------------------------------------------
+def _running(pid: int) -> bool:
+    """The process runs: a zombie (exited, not yet reaped by an init that does not reap) has stopped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_lab_down_stops_the_writer(inv: Inventory) -> None:
     pidfile = Path(str(inv.var("heartbeat_dir"))) / "heartbeat.pid"
     pid = int(pidfile.read_text().split()[0])
