@@ -1,8 +1,8 @@
 """drillbook's heartbeat on the real lab PostgreSQL: the writer, the lab's daemon, the RPO it gives.
 
 Databases a test creates carry a ``drillbook_test_hb`` prefix and are dropped by
-their fixture. The last test takes the lab down and brings it back up: it proves
-``lab.down`` stops the writer, and leaves the lab as the session found it.
+their fixture. That ``lab.down`` stops the writer is proven by tests/test_lab.py's
+down-and-up test (one lab restart for the whole suite, not two).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from drillbook import labenv
@@ -196,24 +195,3 @@ def test_restore_test_without_a_heartbeat_is_an_error_not_a_pass(
     assert journal.error is not None and journal.error.startswith("RPO not measured: no drillbook.heartbeat")
     assert journal.measurements["rpo_s"] is None
     assert journal.measurements["tables_verified"] == 1  # the restore itself was proven
-
-
-# -- lab.down --------------------------------------------------------------------------
-def _running(pid: int) -> bool:
-    """The process runs: a zombie (exited, not yet reaped by an init that does not reap) has stopped."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def test_lab_down_stops_the_writer(inv: Inventory) -> None:
-    pidfile = Path(str(inv.var("heartbeat_dir"))) / "heartbeat.pid"
-    pid = int(pidfile.read_text().split()[0])
-    try:
-        labenv.down(inv)
-        assert not Path(f"/proc/{pid}").exists()
-        assert "heartbeat" in (pidfile.parent / "heartbeat.log").read_text().splitlines()[-1]
-    finally:
-        labenv.up(inv)  # the session's other tests find the lab as they left it
-    assert next(p for p in labenv.status(inv).pieces if p.piece == "heartbeat").ok

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 import pytest
 import redis
@@ -78,14 +79,25 @@ def test_port_taken_is_one_clear_error(lab: dict[str, Any]) -> None:
 
 
 def test_down_stops_everything_and_up_brings_it_back(lab: dict[str, Any], lab_inventory: Any) -> None:
+    heartbeat_pid = int((Path(lab_inventory.var("heartbeat_dir")) / "heartbeat.pid").read_text().split()[0])
     lab_.down(lab_inventory)
     status = lab_.status(lab_inventory)
     assert not any(p.ok for p in status.pieces)
+    assert "heartbeat" in {p.piece for p in status.pieces}
+    assert not _running(heartbeat_pid), "the heartbeat writer still runs after lab.down"
     port = int(lab["lb_url"].rsplit(":", 1)[1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "HAProxy still listening after lab.down"
     lab_.up(lab_inventory)
     assert lab_.status(lab_inventory).healthy
+
+
+def _running(pid: int) -> bool:
+    """The process runs: a zombie (exited, not yet reaped by an init that does not reap) has stopped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_bad_inventory_is_exit_2_one_line(tmp_path: Path) -> None:
