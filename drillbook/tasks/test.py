@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 from drillbook.core.paths import REPO_ROOT, ROLES
 from drillbook.tasks._cli import CommonOptions, cli_task
 
-ROLE_SCENARIOS = ("pidfile_daemon", "postgres", "redis", "haproxy", "app", "heartbeat")
+ROLE_SCENARIOS = ("pidfile_daemon", "postgres", "redis", "haproxy", "app")
 
 
 # These tasks check this repository, they touch no fleet: writes=False.
