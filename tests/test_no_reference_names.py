@@ -35,12 +35,8 @@ NAME = re.compile(r"items_api|sentinel|refservice|refsvc", re.IGNORECASE)
 
 #: Module -> who removes what it still names. Only shrinks.
 KNOWN: dict[str, str] = {
-    "drillbook/canary/drill.py": "canary3: background traffic from the profile",
-    "drillbook/canary/releases.py": "canary3/app2: release artefacts of any service",
-    "drillbook/core/traffic.py": "flow: background traffic from service_traffic",
     "drillbook/labenv/provision.py": "app2: the lab's reference service (a lab convenience)",
     "drillbook/labenv/release.py": "app2: the reference service's release builder (a lab convenience)",
-    "drillbook/tasks/lab.py": "app2: lab fault-injection options name the reference's paths",
 }
 
 

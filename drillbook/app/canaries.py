@@ -1,7 +1,7 @@
 """The two canaries ``inv demo`` runs: a good release promoted, a bad one rolled back.
 
 Both build their release on first use (``lab.release``: the good one as it is,
-the bad one failing 20 % of /items requests) and canary it from whatever the
+the bad one failing 20 % of its data requests) and canary it from whatever the
 fleet runs, so the demo can run again and again: the good canary promotes
 ``demo-good`` (or, when that already runs, ``demo-good-2``), the bad one is
 judged against it and rolled back. Windows are the inventory's.

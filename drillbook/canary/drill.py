@@ -43,8 +43,9 @@ from drillbook.core import interrupts
 from drillbook.core.checks import Measurements, at_most, is_true, witnessed
 from drillbook.core.drill import DrillRun
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError
+from drillbook.core.flow import Flow
 from drillbook.core.haproxy import ServerStat
-from drillbook.core.traffic import Request, Traffic, constant, items_mix, seed_items, summarize
+from drillbook.core.traffic import StepMix, Traffic, summarize
 
 __all__ = ["CanaryDrill", "PromoteDrill", "RollbackDrill", "load_settings"]
 
@@ -232,11 +233,12 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         if self.rps <= 0:
             return None
         lb_url = run.inventory.topology.lb_url
-        try:
-            source = items_mix(seed_items(lb_url, count=20))
-        except Exception as exc:  # the service cannot take writes: read-only traffic still judges
-            run.note(f"could not seed items ({type(exc).__name__}); background traffic reads /items only")
-            source = constant(Request("GET /items", "GET", "/items?limit=10"))
+        flow = Flow.for_inventory(run.inventory)
+        steps = flow.profile.traffic.requests
+        if not steps:
+            run.note("service_traffic.requests is empty: no background traffic, the service's own is judged")
+            return None
+        source = StepMix(steps, auth=flow.auth_headers(), values={"run_id": flow.values["run_id"]})
         s = self.settings
         traffic = Traffic(
             lb_url,

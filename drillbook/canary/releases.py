@@ -20,7 +20,8 @@ from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
 
 PLAYBOOK = "deploy.yml"
-ARTIFACT_NAME = "refservice-{version}.tar.gz"
+#: Release kinds whose source is one file on the control machine (roles/app/defaults/main.yml).
+FILE_KINDS = ("tarball", "wheel", "sdist")
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,12 @@ class Links:
 
 
 def artifact(inv: Inventory, version: str) -> Path | None:
-    """The release artifact of ``version`` on the control machine, or None if the inventory names no dir."""
-    directory = inv.var("app_artifact_dir")
-    if not directory:
+    """The release file of ``version`` on the control machine (the inventory's ``app_release_source``
+    for that version), or None when releases are not files (a directory, a git ref) or none is named."""
+    if str(inv.var("app_release_kind", "tarball")) not in FILE_KINDS:
         return None
-    name = str(inv.var("app_artifact_name", ARTIFACT_NAME)).replace("{version}", version)
-    return Path(str(directory)) / name
+    source = inv.var("app_release_source", extra={"app_version": version})
+    return Path(str(source)) if source else None
 
 
 def check_artifact(inv: Inventory, version: str) -> None:

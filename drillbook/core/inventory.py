@@ -246,13 +246,19 @@ class Inventory:
                 raise ConfigError(f"inventory {self.name}: {_first_line(exc)}") from exc
         return self._hostvars[host]
 
-    def var(self, name: str, default: Any = None, *, host: str | None = None) -> Any:
-        """A variable templated as Ansible would for ``host`` (default: the inventory's first host)."""
+    def var(
+        self, name: str, default: Any = None, *, host: str | None = None, extra: dict[str, Any] | None = None
+    ) -> Any:
+        """A variable templated as Ansible would for ``host`` (default: the inventory's first host).
+
+        ``extra`` outranks the inventory, as ``-e`` does (``{"app_version": "2.0.0"}`` gives
+        the release source of another version).
+        """
         from ansible.errors import AnsibleError
         from ansible.template import Templar
 
         host = host or self.hosts("all")[0]
-        variables = self._raw_vars(host)
+        variables = {**self._raw_vars(host), **(extra or {})}
         if name not in variables:
             return default
         try:

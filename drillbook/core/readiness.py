@@ -137,7 +137,7 @@ _MISSING = object()
 
 
 def _pointer(body: str, pointer: str) -> Any:
-    """The value at ``pointer`` in a JSON ``body``; a sentinel when absent or not JSON."""
+    """The value at ``pointer`` in a JSON ``body``; a marker object when absent or not JSON."""
     import json
 
     import jsonpointer  # type: ignore[import-untyped]

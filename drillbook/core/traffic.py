@@ -19,7 +19,6 @@ import itertools
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -377,48 +376,6 @@ def sql_verify_all(
     if missing:
         detail += f"; missing: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
     return len(missing), detail
-
-
-def seed_items(base_url: str, count: int = 20, timeout_s: float = 5.0) -> dict[int, str]:
-    """Create ``count`` items through the API and return {id: value}, for reads that can be checked.
-
-    The reference service's, kept for the canary until it draws its traffic from the
-    profile (:class:`StepMix`); nothing else uses it.
-    """
-    items: dict[int, str] = {}
-    with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
-        for _ in range(count):
-            value = uuid.uuid4().hex
-            resp = client.post("/items", json={"name": "drillbook-traffic", "value": value})
-            resp.raise_for_status()
-            items[int(resp.json()["id"])] = value
-    return items
-
-
-def items_mix(items: dict[int, str], write_share: float = 0.2) -> RequestSource:
-    """Reads of known items (checked against what was written), writes, and a listing page."""
-    ids: list[int] = list(items)
-    rng = random.Random(7)
-
-    def read_expect(item_id: int) -> Callable[[httpx.Response], bool]:
-        return lambda resp: bool(resp.json().get("value") == items[item_id])
-
-    def source(k: int) -> Request:
-        roll = rng.random()
-        if roll < write_share:
-            return Request(
-                "POST /items",
-                "POST",
-                "/items",
-                json={"name": "drillbook-traffic", "value": f"w{k}"},
-                expect=lambda resp: resp.status_code == 201,
-            )
-        if roll < write_share + 0.05:
-            return Request("GET /items", "GET", "/items?limit=10")
-        item_id = ids[k % len(ids)]
-        return Request("GET /items/{id}", "GET", f"/items/{item_id}", expect=read_expect(item_id))
-
-    return source
 
 
 def constant(request: Request) -> RequestSource:

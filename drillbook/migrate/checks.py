@@ -24,12 +24,27 @@ from drillbook.core import pgdata
 from drillbook.core.checks import Outcome
 from drillbook.core.inventory import AppInstance
 from drillbook.core.readiness import Readiness
+from drillbook.migrate.schema import Difference
 from drillbook.migrate.settings import SmokeRequest, SqlAssertion
 
 
 def prefixed(prefix: str, outcomes: Iterable[Outcome]) -> list[Outcome]:
     """The same outcomes named ``<prefix>.<name>`` (``after_upgrade.ready.app-1``), for the journal."""
     return [o.model_copy(update={"name": f"{prefix}.{o.name}"}) for o in outcomes]
+
+
+def differences(prefix: str, diffs: Iterable[Difference]) -> list[Outcome]:
+    """One failed outcome per schema or data difference (``<prefix> <kind> <name>``): what was, what is."""
+    return [
+        Outcome(
+            name=f"{prefix} {d.kind} {d.name}",
+            ok=False,
+            value=d.after or "missing",
+            expected=d.before or "absent",
+            detail=d.describe(),
+        )
+        for d in diffs
+    ]
 
 
 def readiness(instances: Sequence[AppInstance], ready: Readiness, timeout_s: float) -> list[Outcome]:

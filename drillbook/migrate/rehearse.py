@@ -289,16 +289,7 @@ class Rehearse(Drill[RehearsePlan, Rehearsal, RehearseMeasured]):
         data_diffs = data.diff(rows_a, rows_b)
         for note in schema.order_changes(cat_a, cat_b):
             run.note(note + " (not a failure)")
-        measured.roundtrip = [
-            Outcome(
-                name=f"roundtrip {d.kind} {d.name}",
-                ok=False,
-                value=d.after or "missing",
-                expected=d.before or "absent",
-                detail=d.describe(),
-            )
-            for d in [*schema_diffs, *data_diffs]
-        ]
+        measured.roundtrip = checks.differences("roundtrip", [*schema_diffs, *data_diffs])
         measured.schema_differences = [d.describe() for d in schema_diffs]
         measured.data_differences = [d.describe() for d in data_diffs]
         measured.schema_roundtrip_differences = len(schema_diffs)

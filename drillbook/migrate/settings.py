@@ -35,7 +35,7 @@ class SmokeRequest(BaseModel):
 
 
 class SqlAssertion(BaseModel):
-    """A query whose first column of its first row must be true (``SELECT count(*) > 0 FROM items``)."""
+    """A query whose first column of its first row must be true (``SELECT count(*) > 0 FROM orders``)."""
 
     name: str
     sql: str

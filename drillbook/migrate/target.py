@@ -68,7 +68,7 @@ class Migrations:
         """The revision graph as the command reports it (with the drill set its environment selects).
 
         ``--indicate-current`` makes Alembic run its env.py, where version locations may
-        be extended (the lab's REFSVC_MIGRATION_SET); plain ``history`` would not see those.
+        be extended (the lab service's extra migration sets); plain ``history`` would not see those.
         """
         db = db or self.source
         result = self.command.run(["history", "--verbose", "--indicate-current"], dsn=db.command_url)

@@ -291,16 +291,7 @@ class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
         with run.phase("fingerprint-after"):
             after = data.fingerprint(m.source.admin_dsn, exclude=tuple(self.settings.volatile_tables))
         diffs = data.diff(before, after)
-        done.undo.extend(
-            Outcome(
-                name=f"data {d.kind} {d.name}",
-                ok=False,
-                value=d.after or "missing",
-                expected=d.before or "absent",
-                detail=d.describe(),
-            )
-            for d in diffs
-        )
+        done.undo.extend(checks.differences("data", diffs))
         done.rows_after = data.total_rows(after)
         run.measure("rows_after", done.rows_after, witness=DATA_WITNESS)
         done.undo.append(

@@ -77,9 +77,9 @@ def down(c: Context, purge: bool = False, *, opts: CommonOptions) -> None:
     common=COMMON,
     help={
         "version": "Release version to build, e.g. 2.0.0.",
-        "error_rate": "Share of /items requests answered 500 (0..1, default 0), to stage a bad release.",
-        "latency_ms": "Latency added to /items requests (default 0), to stage a slow release.",
-        "latency_share": "Share of /items requests that get --latency-ms (0..1, default 1): a slow tail.",
+        "error_rate": "Share of the lab service's data requests answered 500 (0..1, default 0).",
+        "latency_ms": "Latency added to the lab service's data requests (default 0): a slow release.",
+        "latency_share": "Share of those requests that get --latency-ms (0..1, default 1): a slow tail.",
         "misconfigure": "Break one thing on purpose (cors, headers, ratelimit, body-limit, "
         "ready-ignores-db); repeatable.",
     },
