@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -33,9 +34,11 @@ def pytest(c: Context, k: str | None = None, lab: bool = False, *, opts: CommonO
         raise Exit(code=1)
 
 
-def _pytest(c: Context, k: str | None = None, lab: bool = False) -> tuple[bool, str]:
+def _pytest(c: Context, k: str | None = None, lab: bool = False, durations: int = 0) -> tuple[bool, str]:
     """Run pytest; return (passed, its closing summary line)."""
     args = [sys.executable, "-m", "pytest"]
+    if durations:
+        args += [f"--durations={durations}"]
     if k:
         args += ["-k", shlex.quote(k)]
     if lab:
@@ -75,30 +78,55 @@ def roles(c: Context, role: str | None = None, *, opts: CommonOptions) -> None:
             c.run("molecule test", pty=False)
 
 
+def _unit_tests(log: Path) -> subprocess.Popen[bytes]:
+    """The tests not marked lab, in a background pytest with a port base and lab dir of their own.
+
+    They need no lab, so they run beside the lab tests; their own port base keeps anything
+    keyed by the fleet (the lock, reports) apart from the lab the lab tests use.
+    """
+    env = {
+        **os.environ,
+        "DRILLBOOK_LAB_PORT_BASE": str(int(os.environ.get("DRILLBOOK_LAB_PORT_BASE", "25400")) + 1000),
+        "DRILLBOOK_LAB_DIR": str(REPO_ROOT / ".lab-test-unit"),
+    }
+    args = [sys.executable, "-m", "pytest", "-m", "not lab", "--durations=10", "-p", "no:cacheprovider"]
+    return subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _tail(log: Path, failed: bool) -> str:
+    """A background run's log: the last 40 lines when it failed, else its summary lines."""
+    lines = log.read_text(errors="replace").splitlines()
+    if failed:
+        return "\n".join(lines[-40:])
+    return "\n".join(line for line in lines if line.startswith("==") or "PLAY RECAP" in line)
+
+
 @cli_task(writes=False)
 def all(c: Context, *, opts: CommonOptions) -> None:
-    """Everything CI runs: lint, then the test suite and the role scenarios side by side.
+    """Everything CI runs: lint, then side by side the lab tests, the other tests and the role scenarios.
 
     The scenarios mostly wait (package checks, daemons starting) and use ports and state of
-    their own, so they run in the background while pytest runs; their log is printed after.
+    their own, and the tests not marked lab need no lab, so both run in the background while
+    the lab tests run; their logs are printed after (reports/molecule.log, reports/pytest-unit.log).
     """
     lint.body(c, opts=opts)
-    log = REPO_ROOT / "reports" / "molecule.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    logs = REPO_ROOT / "reports"
+    logs.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    scenarios = _molecule_all(log)
+    scenarios = _molecule_all(logs / "molecule.log")
+    unit = _unit_tests(logs / "pytest-unit.log")
     try:
-        passed, summary = _pytest(c)
+        passed, summary = _pytest(c, lab=True, durations=25)
     finally:
+        unit_rc = unit.wait()
         rc = scenarios.wait()
+    print(f"== tests not marked lab: exit {unit_rc} after {time.monotonic() - t0:.0f}s")
+    print(_tail(logs / "pytest-unit.log", bool(unit_rc)))
+    unit_summary = (logs / "pytest-unit.log").read_text(errors="replace").strip().splitlines()[-1:]
     print(f"== role scenarios ({', '.join(ROLE_SCENARIOS)}): exit {rc} after {time.monotonic() - t0:.0f}s")
-    lines = log.read_text(errors="replace").splitlines()
-    print(
-        "\n".join(
-            lines[-40:] if rc else [line for line in lines if line.startswith("==") or "PLAY RECAP" in line]
-        )
-    )
-    print(f"== pytest: {summary}")
+    print(_tail(logs / "molecule.log", bool(rc)))
+    print(f"== pytest (not lab): {unit_summary[0] if unit_summary else 'no output'}")
+    print(f"== pytest (lab): {summary}")
     print(summary)  # pytest's own closing line stays the last line
-    if not passed or rc:
+    if not passed or rc or unit_rc:
         raise Exit(code=1)
