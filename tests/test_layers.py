@@ -55,6 +55,7 @@ ENTRY = frozenset({"drillbook.cli"})
 #: (importer, imported) -> names. Anything else (a submodule, another name) is a violation.
 CROSS_CAPABILITY: dict[tuple[str, str], frozenset[str]] = {
     ("migrate", "backup"): frozenset({"take_backup", "restore_into"}),
+    ("chaos", "load"): frozenset({"background_traffic"}),
 }
 
 #: Debt the rule already knows, each with who removes it. The test fails on any

@@ -132,6 +132,10 @@ def common_figures(
     intact, data_detail = workload.marker_in_db(dsn, marker)
     acknowledged = ledger.snapshot()
     lost, writes_detail = workload.writes_in_db(dsn, acknowledged)
+    if ledger.mix is None:
+        writes_detail = (
+            "not tracked: the background traffic is service_traffic.locustfile (the marker is the witness)"
+        )
     figures |= {
         "data_intact": intact,
         "data_detail": data_detail,

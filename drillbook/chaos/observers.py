@@ -20,7 +20,7 @@ from drillbook.core.checks import Measurements
 from drillbook.core.drill import DrillRun
 from drillbook.core.haproxy import HAProxyWatch, ServerTable
 from drillbook.core.probes import ProbeSet, Sample
-from drillbook.core.traffic import Outcome, Traffic
+from drillbook.core.traffic import Background, Outcome
 
 SampleJudge = Callable[[Sample], bool]
 
@@ -46,7 +46,7 @@ class Baseline(Measurements):
 class Observers:
     """The witness, the probes, the HAProxy watch and the traffic of one drill."""
 
-    def __init__(self, plan: ChaosPlan, traffic: Traffic | None) -> None:
+    def __init__(self, plan: ChaosPlan, traffic: Background | None) -> None:
         s = plan.settings
         self.plan = plan
         self.witness = Witness(

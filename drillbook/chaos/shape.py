@@ -41,7 +41,6 @@ from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError
 from drillbook.core.inventory import Inventory
 from drillbook.core.probes import Sample
-from drillbook.core.traffic import Traffic
 
 M = TypeVar("M", bound=ChaosMeasurements)
 
@@ -137,11 +136,8 @@ class ChaosDrill(Drill[Steady, Injected, M]):
             run.require("marker_written", ok, True, ok, detail)
             run.measure("marker_key", marker.key, witness="the marker's verify steps (service_marker)")
         ledger = workload.WriteLedger()
-        traffic = Traffic(
-            self.plan.lb_url,
-            self.traffic_rps,
-            workload.traffic_source(work, ledger),
-            timeout_s=s.traffic_timeout_s,
+        traffic = workload.background(
+            work, ledger, self.plan.lb_url, self.traffic_rps, s.traffic_timeout_s, run.report_dir / "traffic"
         )
         observers = Observers(self.plan, traffic)
         run.on_restore("stop probes and traffic", observers.stop)

@@ -11,6 +11,9 @@ and goes through core/flow.py; no path or table of any service is named in code.
 * Background traffic (``service_traffic.requests``): weighted steps, each answer
   judged like a flow step; every write the service acknowledged is kept with its
   captured values and looked up afterwards with ``service_traffic.verify_sql``.
+  A profile with only ``service_traffic.locustfile`` gets the team's locustfile
+  instead (drillbook.load runs it, request by request); then the marker alone
+  witnesses that nothing was lost.
 * The cache: after Redis comes back, reading the marker back through the load
   balancer must put it in Redis again, seen by asking Redis directly.
 """
@@ -18,6 +21,7 @@ and goes through core/flow.py; no path or table of any service is named in code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from drillbook.core.errors import ConfigError, TargetUnreachable
@@ -25,7 +29,7 @@ from drillbook.core.flow import Flow, StepResult
 from drillbook.core.inventory import Inventory
 from drillbook.core.profile import Marker as MarkerSpec
 from drillbook.core.profile import ServiceProfile, load_profile
-from drillbook.core.traffic import Acknowledged, RequestSource, StepMix, sql_verify_all
+from drillbook.core.traffic import Acknowledged, Background, RequestSource, StepMix, Traffic, sql_verify_all
 
 
 @dataclass
@@ -45,10 +49,10 @@ class Workload:
                 "the fault and looks for it afterwards (docs/service-profile.md)"
             )
         traffic = profile.traffic
-        if not traffic.requests and traffic.locustfile:
+        if not traffic.requests and not traffic.locustfile:
             raise ConfigError(
-                f"inventory {inv.name}: service_traffic.locustfile is used by load.run only; chaos drills "
-                "need service_traffic.requests (weighted steps) for their background traffic"
+                f"inventory {inv.name}: service_traffic has neither requests nor a locustfile: a chaos "
+                "drill shows what users saw through its background traffic (docs/service-profile.md)"
             )
         if any(s.writes for s in traffic.requests) and traffic.verify_sql is None:
             raise ConfigError(
@@ -124,6 +128,19 @@ class WriteLedger:
 
     def snapshot(self) -> list[Acknowledged]:
         return self.mix.acknowledged() if self.mix is not None else []
+
+
+def background(
+    work: Workload, ledger: WriteLedger, lb_url: str, rps: float, timeout_s: float, directory: Path
+) -> Background:
+    """The drill's traffic through the load balancer: the profile's requests, else its locustfile."""
+    traffic = work.flow.profile.traffic
+    if traffic.requests:
+        return Traffic(lb_url, rps, traffic_source(work, ledger), timeout_s=timeout_s)
+    from drillbook.load import background_traffic  # Locust's side only when the profile asks for it
+
+    locust: Background = background_traffic(traffic.locustfile, lb_url, rps, directory)
+    return locust
 
 
 def traffic_source(work: Workload, ledger: WriteLedger) -> RequestSource:

@@ -248,8 +248,9 @@ class Traffic(_Strict):
     (a query taking the captured values) every acknowledged write is looked up in
     the database after the fault. A step using a captured value reads back one of
     those acknowledged writes. ``locustfile`` is what ``load.run`` runs when the
-    inventory sets no ``load_locustfile``; the chaos drills' background traffic is
-    ``requests`` (a profile with write steps and no ``verify_sql`` is refused).
+    inventory sets no ``load_locustfile``, and the chaos drills' background traffic
+    when there are no ``requests`` (then acknowledged writes are not tracked; a
+    profile with write steps and no ``verify_sql`` is refused).
     """
 
     requests: list[WeightedStep] = Field(default_factory=list)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -67,6 +67,20 @@ class Outcome:
 
 
 RequestSource = Callable[[int], Request]
+
+
+class Background(Protocol):
+    """What a drill needs of its background traffic: started, read while it runs, stopped.
+
+    :class:`Traffic` (declared requests) is one; the user's locustfile run by
+    drillbook.load is the other.
+    """
+
+    def start(self) -> Any: ...
+
+    def snapshot(self) -> list[Outcome]: ...
+
+    def stop(self) -> list[Outcome]: ...
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Modules, one job each::
     shape     the Locust side: pacing wait_time, LoadTestShape, listeners (runs inside Locust)
     plugin    the file passed to ``locust -f`` ahead of the locustfile
     runner    Locust as a child process: command line, supervision, Ctrl-C, its CSV files
+    request_log  the Locust plugin writing each request as a JSON line (background traffic)
+    background   the user's locustfile as another drill's background traffic, request by request
     witness   HAProxy frontend counters and the instances' histograms, sampled during the run
     judge     figures of the steady phase, the four checks, generator limits
     plot      the PNG of rate and p95 over time
@@ -28,6 +30,7 @@ __all__ = [
     "LoadPlan",
     "LoadRun",
     "LoadSettings",
+    "background_traffic",
     "demo_run",
     "load_settings",
     "make_plan",
@@ -38,6 +41,7 @@ _WHERE = {
     "LoadPlan": "drillbook.load.plan",
     "LoadRun": "drillbook.load.drill",
     "LoadSettings": "drillbook.load.plan",
+    "background_traffic": "drillbook.load.background",
     "demo_run": "drillbook.load.drill",
     "load_settings": "drillbook.load.plan",
     "make_plan": "drillbook.load.plan",

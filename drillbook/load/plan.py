@@ -140,6 +140,11 @@ def locustfile_path(inv: Inventory, settings: LoadSettings, given: str | None = 
             f"inventory {inv.name}: no locustfile: give --locustfile, load_locustfile or "
             "service_traffic.locustfile (docs/service-profile.md)"
         )
+    return resolve_locustfile(name)
+
+
+def resolve_locustfile(name: str) -> Path:
+    """A locustfile by name: absolute, else from the working directory (the ops repo), else the checkout."""
     path = Path(name)
     if not path.is_absolute():
         path = (Path.cwd() / path) if (Path.cwd() / path).exists() else REPO_ROOT / path
