@@ -182,6 +182,7 @@ class PrometheusSource:
         self._t0 = time.time()
         self._mark: float | None = None
         self._seen_canary = False
+        self._pool = ThreadPoolExecutor(max_workers=9, thread_name_prefix="promql")
 
     def begin(self) -> None:
         self._t0 = time.time()
@@ -192,14 +193,14 @@ class PrometheusSource:
         return render(self.metrics, name, instances, seconds, () if everything else self.exclude)
 
     def window(self, instances: Sequence[str], seconds: int) -> Window:
-        """The group's window over the last ``seconds``."""
+        """The group's window over the last ``seconds`` (its three queries asked at once)."""
         if not instances:
             return Window()
-        ask = self.prometheus.query
-        requests = total(ask(self.query("requests", instances, seconds)))
-        errors = total(ask(self.query("errors", instances, seconds)))
-        hist = buckets(ask(self.query("latency_buckets", instances, seconds)))
-        return Window(round(requests), round(errors), hist)
+        names = ("requests", "errors", "latency_buckets")
+        asked = list(
+            self._pool.map(lambda n: self.prometheus.query(self.query(n, instances, seconds)), names)
+        )
+        return Window(round(total(asked[0])), round(total(asked[1])), buckets(asked[2]))
 
     def seen(self, instances: Sequence[str], seconds: int) -> bool:
         """Prometheus holds the group's series (probes and scrapes count: an idle fleet is seen)."""
@@ -218,11 +219,14 @@ class PrometheusSource:
                 f"{self.query('requests', self.canary, seconds, everything=True)} "
                 "(is Prometheus scraping it?)"
             )
-        baseline = self.window(self.baseline, seconds)
-        settled = None
+        groups: list[tuple[Sequence[str], int]] = [(self.baseline, seconds)]
         if self._mark is not None:
             since = max(1, round(now - self._mark))
-            settled = (self.window(self.canary, since), self.window(self.baseline, since))
+            groups += [(self.canary, since), (self.baseline, since)]
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="promql") as pool:
+            windows = list(pool.map(lambda g: self.window(*g), groups))
+        baseline = windows[0]
+        settled = (windows[1], windows[2]) if len(windows) == 3 else None
         if mark:
             self._mark = now
         return Look(canary, baseline, [], settled)
@@ -244,6 +248,7 @@ class PrometheusSource:
                 )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False)
         self.prometheus.close()
 
 
