@@ -39,7 +39,7 @@ from drillbook.core.haproxy import HAProxy, ServerStat
 from drillbook.core.inventory import AppInstance
 from drillbook.core.metrics import Snapshot, scrape
 from drillbook.core.profile import Metrics
-from drillbook.core.promql import Prometheus, buckets, render, resolve_url, total
+from drillbook.core.promql import QUERY_NAMES, Prometheus, buckets, render, resolve_url, total
 
 SourceKind = Literal["scrape", "prometheus", "haproxy"]
 
@@ -196,9 +196,8 @@ class PrometheusSource:
         """The group's window over the last ``seconds`` (its three queries asked at once)."""
         if not instances:
             return Window()
-        names = ("requests", "errors", "latency_buckets")
         asked = list(
-            self._pool.map(lambda n: self.prometheus.query(self.query(n, instances, seconds)), names)
+            self._pool.map(lambda n: self.prometheus.query(self.query(n, instances, seconds)), QUERY_NAMES)
         )
         return Window(round(total(asked[0])), round(total(asked[1])), buckets(asked[2]))
 
