@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from drillbook.canary.drill import load_settings
 from drillbook.canary.fleet import plan
-from drillbook.canary.sources import PrometheusSource
 from drillbook.canary.state import Fleet, InstanceState, Rollout, RolloutStore
 from drillbook.core.errors import ConfigError
-from drillbook.core.inventory import AppInstance, load_inventory
+from drillbook.core.inventory import load_inventory
 
 INVENTORY = Path(__file__).parent / "data" / "inventory"
 
@@ -81,33 +79,3 @@ def test_command_line_overrides_are_validated() -> None:
         load_settings(inv, steps="50,10")
     with pytest.raises(ConfigError, match="--window"):
         load_settings(inv, window_s=-1)
-
-
-def test_prometheus_source_asks_increase_per_group() -> None:
-    queries: list[str] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = request.url.params["query"]
-        queries.append(query)
-        canary = "22401" in query
-        if "by (status)" in query:
-            rows = [({"status": "200"}, 90 if canary else 900), ({"status": "500"}, 10 if canary else 1)]
-        else:
-            rows = [({"le": "0.05"}, 95 if canary else 901), ({"le": "+Inf"}, 100 if canary else 901)]
-        result = [{"metric": m, "value": [0, str(v)]} for m, v in rows]
-        return httpx.Response(200, json={"status": "success", "data": {"result": result}})
-
-    source = PrometheusSource(
-        "http://prom:9090",
-        [AppInstance("h1", "app-1", "http://127.0.0.1:22401")],
-        [AppInstance("h2", "app-2", "http://127.0.0.1:22402")],
-        exclude_routes=["/health"],
-        client=httpx.Client(transport=httpx.MockTransport(answer)),
-    )
-    source.begin()
-    look = source.look()
-    assert (look.canary.requests, look.canary.errors) == (100, 10)
-    assert (look.baseline.requests, look.baseline.errors) == (901, 1)
-    assert look.canary.observations == 100
-    assert 'instance=~"127\\\\.0\\\\.0\\\\.1:22401"' in queries[0] and 'route!~"/health.*"' in queries[0]
-    assert "increase(http_requests_total" in queries[0]

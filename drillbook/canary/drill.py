@@ -36,7 +36,13 @@ from drillbook.canary.judge import Judge
 from drillbook.canary.promotion import PromoteDrill, RollbackDrill, promote, rollback_fleet
 from drillbook.canary.releases import check_artifact
 from drillbook.canary.settings import CanarySettings
-from drillbook.canary.sources import PrometheusSource, ScrapeSource, Source
+from drillbook.canary.sources import (
+    LoadBalancerSource,
+    PrometheusSource,
+    ScrapeSource,
+    Source,
+    source_kind,
+)
 from drillbook.canary.state import Rollout, read_fleet
 from drillbook.canary.watch import ServerWatch
 from drillbook.core import interrupts
@@ -45,6 +51,7 @@ from drillbook.core.drill import DrillRun
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError
 from drillbook.core.flow import Flow
 from drillbook.core.haproxy import ServerStat
+from drillbook.core.profile import load_profile
 from drillbook.core.traffic import StepMix, Traffic, summarize
 
 __all__ = ["CanaryDrill", "PromoteDrill", "RollbackDrill", "load_settings"]
@@ -189,7 +196,14 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
             f"{s.error_level_per_look:.2g} and latency at {s.latency_level_per_look:.2g} per look (Pocock)"
         )
         rollout = Rollout(self.version, target, ops.plan.canary_hosts, report_dir=str(run.report_dir))
-        return CanaryPlan(ops, rollout, current)
+        plan = CanaryPlan(ops, rollout, current)
+        source = self._source(run, plan)
+        try:
+            if isinstance(source, PrometheusSource):  # before anything moves: URL, templates, labels
+                source.check()
+        finally:
+            source.close()
+        return plan
 
     # -- act: the canary deploy ------------------------------------------------------------
     def act(self, run: DrillRun, plan: CanaryPlan) -> Deployed:
@@ -333,21 +347,29 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
         return sum(after[n].http_5xx - before[n].http_5xx for n in names if n in after and n in before)
 
     def _source(self, run: DrillRun, plan: CanaryPlan) -> Source:
+        """Where the judge's counts come from, as the profile says (sources.source_kind)."""
         s, p = self.settings, plan.ops.plan
-        if s.prometheus_url:
+        metrics = load_profile(run.inventory).metrics
+        kind, url = source_kind(metrics, s.prometheus_url)
+        if kind == "haproxy":
+            return LoadBalancerSource(plan.ops.haproxy, plan.ops.backend, p.canary, p.baseline)
+        if kind == "prometheus" and url:
             names = {
                 i.host: str(run.inventory.var("prometheus_instance", "", host=i.host) or "")
                 for i in p.everyone
             }
+            if metrics is not None and s.prometheus_instance_label != "instance":
+                metrics = metrics.model_copy(update={"instance_label": s.prometheus_instance_label})
             return PrometheusSource(
-                s.prometheus_url,
+                url,
                 p.canary,
                 p.baseline,
-                label=s.prometheus_instance_label,
+                metrics=metrics,
                 names={k: v for k, v in names.items() if v},
                 exclude_routes=s.exclude_routes,
+                grace_s=s.window_s,
             )
-        return ScrapeSource(p.canary, p.baseline, exclude_routes=s.exclude_routes)
+        return ScrapeSource(p.canary, p.baseline, exclude_routes=s.exclude_routes, metrics=metrics)
 
     # -- restore: the rollback ---------------------------------------------------------------
     def _undo(self, run: DrillRun, plan: CanaryPlan, acted: Deployed) -> None:

@@ -65,9 +65,7 @@ from drillbook.canary.stats import (
     tail_bound,
 )
 from drillbook.core.metrics import Snapshot, quantile
-
-REQUESTS_METRIC = "http_requests_total"
-DURATION_METRIC = "http_request_duration_seconds"
+from drillbook.core.profile import Metrics
 
 Decision = Literal["breach", "pass", "continue", "insufficient"]
 LatencySource = Literal["server time", "requests", "histogram"]
@@ -103,20 +101,26 @@ class Window:
         )
 
 
-def window_from(delta: Snapshot, exclude_routes: Iterable[str] = ()) -> Window:
-    """Requests, 5xx and the latency histogram of a scrape difference, without excluded route prefixes."""
+def window_from(
+    delta: Snapshot, exclude_routes: Iterable[str] = (), metrics: Metrics | None = None
+) -> Window:
+    """Requests, 5xx and the latency histogram of a scrape difference, without excluded route prefixes.
+
+    Metric and label names are the profile's (``service_metrics``; its defaults when None).
+    """
+    m = metrics or Metrics()
     prefixes = tuple(exclude_routes)
     requests = errors = 0.0
     buckets: dict[float, float] = {}
     for (name, label_items), value in delta.samples.items():
         labels = dict(label_items)
-        if prefixes and labels.get("route", "").startswith(prefixes):
+        if prefixes and labels.get(m.route_label, "").startswith(prefixes):
             continue
-        if name == REQUESTS_METRIC:
+        if name == m.requests_total:
             requests += value
-            if labels.get("status", "").startswith("5"):
+            if labels.get(m.status_label, "").startswith("5"):
                 errors += value
-        elif name == f"{DURATION_METRIC}_bucket" and "le" in labels:
+        elif name == f"{m.duration_seconds}_bucket" and "le" in labels:
             le = labels["le"]
             bound = math.inf if le in ("+Inf", "inf", "Inf") else float(le)
             buckets[bound] = buckets.get(bound, 0.0) + value

@@ -261,9 +261,58 @@ class Traffic(_Strict):
 # --- Metrics, audits, hooks --------------------------------------------------------------------
 
 
+#: What a PromQL template (``service_metrics.queries``) may use; see :mod:`drillbook.core.promql`.
+PROMQL_PLACEHOLDERS = frozenset(
+    {
+        "instances",  # label matcher selecting one group's instances: instance=~"10\\.0\\.0\\.1:8000|..."
+        "exclude",  # label matcher leaving out canary_exclude_routes: route!~"/health.*|/metrics.*"
+        "window",  # the analysis window as a PromQL duration: 12s
+        "requests_total",
+        "duration_seconds",
+        "route_label",
+        "status_label",
+        "instance_label",
+    }
+)
+
+
+class Queries(_Strict):
+    """PromQL templates the canary asks Prometheus, in the manner of Flagger's MetricTemplates.
+
+    Each answers one number per group of instances over the window (every series of
+    the answer is summed), except ``latency_buckets``, which answers one series per
+    ``le`` (a cumulative histogram). ``${...}`` placeholders (:data:`PROMQL_PLACEHOLDERS`)
+    are filled per query; absent templates are built from the names and labels above.
+    """
+
+    requests: str = "sum(increase(${requests_total}{${instances},${exclude}}[${window}]))"
+    errors: str = (
+        'sum(increase(${requests_total}{${instances},${exclude},${status_label}=~"5.."}[${window}]))'
+    )
+    latency_buckets: str = (
+        "sum by (le) (increase(${duration_seconds}_bucket{${instances},${exclude}}[${window}]))"
+    )
+
+    @field_validator("requests", "errors", "latency_buckets")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = sorted(set(PLACEHOLDER.findall(template)) - PROMQL_PLACEHOLDERS)
+        if unknown:
+            known = ", ".join("${" + n + "}" for n in sorted(PROMQL_PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder ${{{unknown[0]}}} (a template may use {known})")
+        if "${instances}" not in template:
+            raise ValueError("a template must select the group's instances with ${instances}")
+        return template
+
+
 class Metrics(_Strict):
     """The service's Prometheus metrics, if it has any (the canary judges from HAProxy's
-    counters and drillbook's own traffic otherwise)."""
+    counters and drillbook's own traffic otherwise).
+
+    Names and labels say how the instances' own ``/metrics`` read; with
+    ``prometheus_url`` the canary asks that Prometheus instead, through ``queries``
+    (``instance_label``: the label naming the scraped instance there).
+    """
 
     path: str = "/metrics"
     requests_total: str = "http_requests_total"
@@ -271,6 +320,22 @@ class Metrics(_Strict):
     route_label: str = "route"
     status_label: str = "status"
     prometheus_url: str | None = None
+    instance_label: str = "instance"
+    queries: Queries = Field(default_factory=Queries)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        return _absolute(path)
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("a Prometheus base URL such as http://prometheus:9090")
+        return url.rstrip("/")
 
 
 class Audit(_Strict):

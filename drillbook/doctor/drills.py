@@ -134,6 +134,26 @@ def canary(f: Facts) -> list[Finding]:
             Finding(f"metric {what} does not exist at {f.profile.metrics.path} on {_names(names)}")
             for what, names in f.metrics_missing.items()
         ]
+    return out + _prometheus(f)
+
+
+def _prometheus(f: Facts) -> list[Finding]:
+    """The Prometheus the profile names: unreachable, a template it refuses, one that finds nothing."""
+    p = f.prometheus
+    if p is None:
+        return []
+    if p.error is not None:
+        return [Finding(p.error)]
+    out = [Finding(f"service_metrics.queries.{name}: {why}") for name, why in p.refused.items()]
+    for name, names in p.empty.items():
+        if not names:
+            continue
+        text = (
+            f"service_metrics.queries.{name} finds nothing in Prometheus {p.url} for {_names(names)} "
+            f"(probes included, last 5 min): {p.queries[name]}"
+        )
+        # The histogram is only latency's fallback (the drill's own traffic comes first).
+        out.append(Finding(text, blocks=name == "requests"))
     return out
 
 

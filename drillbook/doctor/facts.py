@@ -20,6 +20,7 @@ from drillbook.core.metrics import parse
 from drillbook.core.probes import Sample
 from drillbook.core.profile import PLACEHOLDER, ServiceProfile, Step
 from drillbook.core.readiness import Readiness
+from drillbook.doctor.prometheus import PrometheusFacts, gather_prometheus
 
 #: Statuses that say "no such path here" rather than "not now".
 NO_SUCH_PATH = frozenset({404, 405, 410})
@@ -68,6 +69,8 @@ class Facts:
     #: metric or label -> instances whose metrics page lacks it
     metrics_missing: dict[str, list[str]] = field(default_factory=dict)
     smoke_reads: dict[str, Answer] = field(default_factory=dict)
+    #: the Prometheus the profile names, asked the canary's queries (None: it names none)
+    prometheus: PrometheusFacts | None = None
     audit_probe: Answer | None = None
 
 
@@ -101,6 +104,7 @@ def gather(inv: Inventory, profile: ServiceProfile) -> Facts:
                 facts.smoke_reads[step.name] = _get(client, topo.lb_url + step.path, step.query)
         if profile.audit.probe_path:
             facts.audit_probe = _get(client, topo.lb_url + profile.audit.probe_path)
+    facts.prometheus = gather_prometheus(inv, profile)
     return facts
 
 
