@@ -20,7 +20,7 @@ import pytest
 from clirun import inv, lab_copy
 from test_canary_lab import BASE, assert_fleet, back_to_base, build, quick, run
 
-from drillbook.canary.drill import CanaryDrill, RollbackDrill
+from drillbook.canary.drill import CanaryDrill
 from drillbook.canary.sources import LoadBalancerSource, PrometheusSource, ScrapeSource
 from drillbook.canary.status import fleet_status
 from drillbook.core.ansible import run_playbook
@@ -127,13 +127,12 @@ def test_unreachable_prometheus_is_one_error_line_before_anything_moves(
 def canary_env(
     lab: dict[str, Any], lab_inventory: Inventory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    """Good and bad releases, a private rollout record, the lab at 1.0.0 before and after."""
+    """A bad release, a private rollout record, the lab at 1.0.0 before and after."""
     state = tmp_path_factory.mktemp("prom-canary-state")
     reports = tmp_path_factory.mktemp("prom-canary-reports")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DRILLBOOK_STATE_DIR", str(state))
         env = {
-            "good": build(lab_inventory, "2.0.0"),
             "bad": build(lab_inventory, "2.0.1-bad", error_rate=0.2),
             "reports": reports,
         }
@@ -145,7 +144,12 @@ def canary_env(
 def test_canary_judged_through_prometheus(
     lab_inventory: Inventory, prometheus: str, canary_env: dict[str, Any]
 ) -> None:
-    """A release failing 20 % is rolled back, a good one passes (paused before promotion): PromQL judged."""
+    """A release failing 20 % is rolled back, judged on PromQL.
+
+    That a good release is not flagged through this source rests on its windows equalling the
+    instances' own counters (above) and on the judge's own tests; a second full rollout here
+    would cost CI minutes and prove nothing new about the source.
+    """
     inv, reports = lab_inventory, canary_env["reports"]
     settings = dict(prometheus_url=prometheus, steps=[25, 100], window_s=4, settle_s=1)
     bad = run(CanaryDrill(quick(inv, **settings), canary_env["bad"], traffic_rps=100), inv, reports)
@@ -156,15 +160,6 @@ def test_canary_judged_through_prometheus(
     assert m["analysis"] == "breach" and m["rollout_phase"] == "rolled_back"
     assert 0 < m["detection_s"] < 30 and m["steps"][-1]["canary_errors"] > 0
     assert_fleet(fleet_status(inv), BASE)
-
-    good = CanaryDrill(quick(inv, **settings), canary_env["good"], traffic_rps=100, pause_before_promote=True)
-    journal = run(good, inv, reports)
-    assert journal.verdict == "pass", (journal.error, [(c.name, c.detail) for c in journal.failed_checks])
-    steps = journal.measurements["steps"]
-    assert all(s["decision"] == "pass" and s["canary_requests"] >= 10 for s in steps), steps
-    assert all(s["canary_errors"] == 0 for s in steps), steps
-    journal = run(RollbackDrill(quick(inv), to_version=BASE), inv, reports)
-    assert journal.verdict == "pass", journal.error
 
 
 def test_doctor_names_a_query_prometheus_finds_nothing_for(
