@@ -31,8 +31,11 @@ import pytest
 from clirun import Ran, inv
 
 from drillbook.backup import restore_into
+from drillbook.canary import CanaryDrill
+from drillbook.canary import load_settings as load_canary_settings
 from drillbook.core import pgdata
 from drillbook.core.ansible import run_playbook
+from drillbook.core.drill import DrillContext, execute
 from drillbook.core.inventory import Inventory
 from drillbook.core.paths import REPO_ROOT
 
@@ -271,7 +274,7 @@ def test_load_run_with_the_profiles_locustfile(ledger: Inventory, env: dict[str,
         )
 
     first = served()
-    ran, journal = _drill(env, "load.run", "--rps", "20", "--duration", "8s", "--ramp", "2s")
+    ran, journal = _drill(env, "load.run", "--rps", "25", "--duration", "8s", "--ramp", "2s")
     _verdict(ran, journal)
     m = journal["measurements"]
     assert m["achieved_rps"] > 0
@@ -279,15 +282,33 @@ def test_load_run_with_the_profiles_locustfile(ledger: Inventory, env: dict[str,
     assert served() - first > 20
 
 
-def test_canary_promotes_a_good_release_named_by_the_header(ledger: Inventory, env: dict[str, str]) -> None:
-    ran, journal = _drill(env, "deploy.canary", "--version", "1.1.0", "--steps", "50,100", "--window", "3")
-    _verdict(ran, journal)
-    m = journal["measurements"]
+def test_canary_promotes_a_good_release_named_by_the_header(
+    ledger: Inventory, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the Python API: the short windows of test_canary_lab.py's ``quick`` (error_detectable
+    0.25: a few hundred requests can only show large increases), steps 50 and 100."""
+    monkeypatch.setenv("DRILLBOOK_STATE_DIR", env["DRILLBOOK_STATE_DIR"])
+    settings = load_canary_settings(ledger).model_copy(
+        update={
+            "window_s": 3,
+            "interval_s": 0.5,
+            "sample_wait_s": 6,
+            "min_samples": 10,
+            "rollback_budget_s": 3600,
+            "error_detectable": 0.25,
+            "steps": [50.0, 100.0],
+        }
+    )
+    context = DrillContext(inventory=ledger, report_root=Path(env["DRILLBOOK_REPORT_DIR"]), quiet=True)
+    journal = execute(CanaryDrill(settings, "1.1.0", traffic_rps=60), context)
+    assert journal.verdict == "pass", (journal.error, journal.failed_checks)
+    m = journal.measurements
     assert m["promoted"] is True and m["from_version"] == "1.0.0" and m["to_version"] == "1.1.0"
-    # the witnesses say how this service was asked, not /version
-    assert "X-Release header of GET /livez" in journal["witnesses"]["promoted"]
-    assert "/version" not in json.dumps(journal["witnesses"])
-    # outside: every instance names the promoted release in its header
+    # the witnesses say how this service was asked (its header, its readiness path), not /version
+    assert journal.witnesses["promoted"] == "X-Release header of GET /livez on every instance"
+    assert "GET /readyz" in journal.witnesses["canary_deployed"]
+    assert "/version" not in json.dumps(journal.witnesses)
+    # outside: every instance names the promoted release in its header, and deploy.status agrees
     assert {_release(i.url) for i in ledger.topology.app_instances} == {"1.1.0"}
     status = inv("deploy.status", "-i", LEDGER, "--json", env=env)
     assert status.rc == 0, status.describe()
