@@ -52,6 +52,7 @@ def ledger_lab() -> Iterator[Any]:
     The last test of test_ledger_drills.py takes it down and checks that; this
     teardown only catches a session that stopped earlier.
     """
+    import socket
     import subprocess
     import sys
 
@@ -70,8 +71,13 @@ def ledger_lab() -> Iterator[Any]:
 
     up = inv("lab.up")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    yield load_inventory(path)
-    if not os.environ.get("DRILLBOOK_KEEP_LAB"):
+    ledger = load_inventory(path)
+    yield ledger
+    host, port = ledger.topology.lb_url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        running = s.connect_ex((host, int(port))) == 0  # else the last ledger test took it down
+    if running and not os.environ.get("DRILLBOOK_KEEP_LAB"):
         inv("lab.down")
 
 
