@@ -43,6 +43,44 @@ def lab(lab_inventory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         lab_.down(lab_inventory)
 
 
+@pytest.fixture(scope="session")
+def ledger_lab() -> Iterator[Any]:
+    """The second lab (the ledger, ``inventory/lab-ledger``), up once for the whole session.
+
+    Brought up through the CLI as a user would; test_lab_second.py and
+    test_ledger_drills.py share it (one ledger lab per CI run: it costs minutes).
+    The last test of test_ledger_drills.py takes it down and checks that; this
+    teardown only catches a session that stopped earlier.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    from drillbook.core.inventory import load_inventory
+
+    path = REPO_ROOT / "inventory" / "lab-ledger"
+
+    def inv(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args, "-i", str(path)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    up = inv("lab.up")
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    ledger = load_inventory(path)
+    yield ledger
+    host, port = ledger.topology.lb_url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        running = s.connect_ex((host, int(port))) == 0  # else the last ledger test took it down
+    if running and not os.environ.get("DRILLBOOK_KEEP_LAB"):
+        inv("lab.down")
+
+
 @pytest.fixture()
 def report_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Reports of drills run by a test go to its own temp dir."""

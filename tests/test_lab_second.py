@@ -5,7 +5,8 @@ DRILLBOOK_LAB_PORT_BASE + 100, its state $DRILLBOOK_LAB_DIR-ledger). The tests c
 what a user would: each instance ready on the profile's path, login and a write that
 lands in PostgreSQL, the release named by a header, readiness 500 without the
 database, releases as a directory and as a wheel each in their own virtualenv
-under the service's own account, and lab.down stopping everything.
+under the service's own account. The drills against the same lab, and lab.down
+stopping everything, are in test_ledger_drills.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -61,15 +61,11 @@ def _process(pidfile: Path) -> tuple[list[str], str]:
     return cmdline, pwd.getpwuid(int(uid)).pw_name
 
 
-@pytest.fixture(scope="module")
-def ledger() -> Iterator[Inventory]:
-    """The ledger lab, brought up through the CLI as a user would; down at the end."""
-    inv = load_inventory(LEDGER)
-    proc = _inv("lab.up", "-i", str(LEDGER))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    yield inv
-    if not os.environ.get("DRILLBOOK_KEEP_LAB"):
-        _inv("lab.down", "-i", str(LEDGER))
+@pytest.fixture()
+def ledger(ledger_lab: Inventory) -> Inventory:
+    """The ledger lab (conftest's ``ledger_lab``: one per session, shared with test_ledger_drills.py,
+    whose last test takes it down and checks that)."""
+    return ledger_lab
 
 
 def _token(inv: Inventory) -> str:
@@ -260,12 +256,3 @@ def test_chaos_kill_and_restart_use_the_inventory_command(ledger: Inventory) -> 
     cmdline, user = _process(home / "ledger.pid")
     assert cmdline[1:5] == ["-m", "uvicorn", "ledger.app:app", "--host"] and user == "ledger"
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-
-
-def test_lab_down_stops_it(ledger: Inventory) -> None:
-    proc = _inv("lab.down", "-i", str(LEDGER))
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    topo = ledger.topology
-    assert not any(_listening(u) for u in [topo.lb_url, *(i.url for i in topo.app_instances)])
-    with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(topo.postgres_dsn, connect_timeout=2).close()

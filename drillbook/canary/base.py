@@ -8,10 +8,13 @@ from pydantic import BaseModel
 
 from drillbook.canary.fleet import FleetOps
 from drillbook.canary.settings import CanarySettings
+from drillbook.core import identity
 from drillbook.core import settings as core_settings
 from drillbook.core.drill import Drill, DrillRun
 from drillbook.core.errors import ConfigError, TargetUnreachable
 from drillbook.core.inventory import Inventory
+from drillbook.core.profile import load_profile
+from drillbook.core.readiness import Readiness
 from drillbook.core.settings import given
 
 RUNBOOK = "runbooks/canary-rollback.md"
@@ -19,6 +22,27 @@ RUNBOOK = "runbooks/canary-rollback.md"
 PlanT = TypeVar("PlanT")
 ActedT = TypeVar("ActedT")
 MeasuredT = TypeVar("MeasuredT", bound=BaseModel)
+
+
+#: Declared witnesses name the profile's parts; :func:`name_witnesses` fills them in for the run.
+IDENTITY = "the release each instance names (service_identity)"
+READINESS = "readiness (service_health)"
+
+
+def name_witnesses(run: DrillRun, texts: dict[str, str]) -> None:
+    """The run's witness of each measurement, ``{identity}`` and ``{readiness}`` filled from the profile.
+
+    A report then says how this service was asked (``X-Release header of GET /livez``,
+    ``GET /readyz: ready = 200``), not how some other service would have been.
+    Named during the run, these take precedence over the declared ones.
+    """
+    profile = load_profile(run.inventory)
+    values = {
+        "identity": identity.describe(profile.identity),
+        "readiness": Readiness(profile.health).describe(),
+    }
+    for name, text in texts.items():
+        run.journal.witnesses[name] = text.format(**values)
 
 
 #: What the user typed for each overridable field: an error names the option, not the field.
@@ -56,12 +80,14 @@ class DeployDrill(Drill[PlanT, ActedT, MeasuredT]):
 
 
 def require_answering(ops: FleetOps) -> None:
-    """Every app instance answers ``/version`` (else the drill cannot even tell what runs)."""
+    """Every app instance names its release by the profile's identity (else the drill cannot tell what
+    runs); without an identity in the profile, every instance answers its readiness probe at all (the
+    rollout record then says what runs)."""
     probes = ops.probe(ops.plan.everyone)
     silent = [
-        f"{i.name} ({i.url}: {probes[i.host].detail})"
+        f"{i.name} ({i.url}: {p.detail})"
         for i in ops.plan.everyone
-        if probes[i.host].version is None
+        if ((p := probes[i.host]).identified and p.version is None) or (not p.identified and not p.answered)
     ]
     if silent:
         raise TargetUnreachable(f"app instance(s) not answering: {', '.join(silent)}; see inv deploy.status")

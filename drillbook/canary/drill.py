@@ -30,10 +30,17 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from drillbook.canary.analysis import Analysis, AnalysisResult, StepRecord
-from drillbook.canary.base import DeployDrill, load_settings, require_answering
+from drillbook.canary.base import (
+    IDENTITY,
+    READINESS,
+    DeployDrill,
+    load_settings,
+    name_witnesses,
+    require_answering,
+)
 from drillbook.canary.fleet import FleetOps
 from drillbook.canary.judge import Judge
-from drillbook.canary.promotion import PromoteDrill, RollbackDrill, promote, rollback_fleet
+from drillbook.canary.promotion import PROMOTE_WITNESSES, PromoteDrill, RollbackDrill, promote, rollback_fleet
 from drillbook.canary.releases import check_artifact
 from drillbook.canary.settings import CanarySettings
 from drillbook.canary.sources import (
@@ -45,7 +52,7 @@ from drillbook.canary.sources import (
 )
 from drillbook.canary.state import Rollout, read_fleet
 from drillbook.canary.watch import ServerWatch
-from drillbook.core import interrupts
+from drillbook.core import identity, interrupts
 from drillbook.core.checks import Measurements, at_most, is_true, witnessed
 from drillbook.core.drill import DrillRun
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError
@@ -90,10 +97,10 @@ class Deployed:
 class CanaryMeasured(Measurements):
     """The canary drill's record: what every check reads, and the figures on-call looks for."""
 
-    from_version: str = witnessed("GET /version on every instance")
+    from_version: str = witnessed(f"{IDENTITY} on every instance")
     to_version: str
     canary_instances: list[str]
-    canary_deployed: bool = witnessed("GET /version and /health/ready on the canary, HAProxy UP")
+    canary_deployed: bool = witnessed(f"{IDENTITY} and {READINESS} on the canary, HAProxy UP")
     deploy_detail: str = ""
     canary_ready: bool | None = witnessed("HAProxy health checks and the canary's /metrics, every look")
     ready_detail: str = ""
@@ -115,9 +122,9 @@ class CanaryMeasured(Measurements):
     )
     failed_requests: int | None = witnessed("HAProxy hrsp_5xx of the canary servers, deploy to decision")
     steps: list[StepRecord] = Field(default_factory=list)
-    promoted: bool | None = witnessed("GET /version on every instance")
+    promoted: bool | None = witnessed(f"{IDENTITY} on every instance")
     promote_detail: str = ""
-    promote_s: float | None = witnessed("GET /version on every instance")
+    promote_s: float | None = witnessed(f"{IDENTITY} on every instance")
 
 
 class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
@@ -178,6 +185,14 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
             )
         check_artifact(run.inventory, self.version)
         require_answering(ops)
+        name_witnesses(
+            run,
+            {
+                "from_version": "{identity} on every instance",
+                "canary_deployed": "{identity} and {readiness} on the canary, HAProxy UP",
+                **PROMOTE_WITNESSES,
+            },
+        )
         fleet = read_fleet(run.inventory, canary_hosts=ops.plan.canary_hosts)
         problems = "; ".join(fleet.problems())
         hint = " (inv deploy.status shows the fleet; inv deploy.rollback repairs it)"
@@ -393,7 +408,8 @@ class CanaryDrill(DeployDrill[CanaryPlan, Deployed, CanaryMeasured]):
             run.measure(
                 "rollback_s",
                 round(called - decided + timings["serving_s"], 3),
-                witness="decision to GET /version = previous and /health/ready 200 on the canary instances",
+                witness="decision to the previous release named by "
+                f"{identity.describe(load_profile(run.inventory).identity)}, ready, on the canary instances",
             )
             run.measure(
                 "canary_off_ms", round(1000 * timings["canary_off_s"], 3), witness="HAProxy get weight"

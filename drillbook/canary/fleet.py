@@ -133,17 +133,21 @@ class FleetOps:
         )
 
     def probe(self, instances: Sequence[AppInstance]) -> dict[str, Probe]:
-        return probe_all(instances)
+        return probe_all(self.inv, instances)
 
     def wait_serving(self, instances: Sequence[AppInstance], version: str, timeout_s: float = 15.0) -> float:
-        """Wait until every instance answers ``version`` on /version and is ready; the seconds it took."""
+        """Wait until every instance names ``version`` (profile identity) and is ready; the seconds it took.
+
+        Without an identity in the profile only readiness is waited for: the deploy
+        playbook has already restarted the instances on ``version``.
+        """
         t0 = time.monotonic()
         while True:
-            probes = probe_all(instances)
+            probes = probe_all(self.inv, instances)
             wrong = [
                 f"{i.name}: {p.version or 'no answer'} ({p.detail})"
                 for i in instances
-                if (p := probes[i.host]).version != version or not p.ready
+                if ((p := probes[i.host]).identified and p.version != version) or not p.ready
             ]
             if not wrong:
                 return time.monotonic() - t0
@@ -168,10 +172,13 @@ class FleetOps:
             time.sleep(0.1)
 
     def off_target(self, version: str) -> list[AppInstance]:
-        """Instances not serving ``version`` (or not answering at all)."""
-        probes = probe_all(self.plan.everyone)
+        """Instances not serving ``version`` (or not answering at all; all of them when the
+        profile has no identity: none can say what it runs, so each is redeployed)."""
+        probes = probe_all(self.inv, self.plan.everyone)
         return [
-            i for i in self.plan.everyone if probes[i.host].version != version or not probes[i.host].ready
+            i
+            for i in self.plan.everyone
+            if not (p := probes[i.host]).identified or p.version != version or not p.ready
         ]
 
     # -- the rollback every path shares -------------------------------------------

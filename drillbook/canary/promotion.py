@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from drillbook.canary.base import DeployDrill, require_answering
+from drillbook.canary.base import IDENTITY, READINESS, DeployDrill, name_witnesses, require_answering
 from drillbook.canary.fleet import FleetOps
 from drillbook.canary.releases import check_artifact, read_links
 from drillbook.canary.settings import CanarySettings
@@ -26,6 +26,7 @@ from drillbook.core import interrupts
 from drillbook.core.checks import Measurements, at_most, is_true, witnessed
 from drillbook.core.drill import DrillRun
 from drillbook.core.errors import AnsibleFailed, CheckFailed, ConfigError, TargetUnreachable
+from drillbook.core.profile import load_profile
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def rollback_fleet(run: DrillRun, ops: FleetOps, rollout: Rollout, reason: str) 
         except Exception as exc:
             ops.store.save(rollout, "failed", f"rollback failed: {exc}")
             raise
-        run.measure("rollback_s", round(timings["serving_s"], 3), witness="GET /version on every instance")
+        name_witnesses(run, {"rollback_s": "{identity} and {readiness} on every instance"})
+        run.measure("rollback_s", round(timings["serving_s"], 3))
         ops.store.save(rollout, "rolled_back", reason)
 
 
@@ -88,9 +90,16 @@ class PausedCanary:
 class PromoteMeasured(Measurements):
     from_version: str | None = witnessed("rollout record")
     to_version: str | None = None
-    promoted: bool | None = witnessed("GET /version on every instance")
+    promoted: bool | None = witnessed(f"{IDENTITY} on every instance")
     promote_detail: str = ""
-    promote_s: float | None = witnessed("GET /version on every instance")
+    promote_s: float | None = witnessed(f"{IDENTITY} on every instance")
+
+
+#: The promotion's witnesses, as this profile asks.
+PROMOTE_WITNESSES = {
+    "promoted": "{identity} on every instance",
+    "promote_s": "{identity} and {readiness} on every instance",
+}
 
 
 class PromoteDrill(DeployDrill[PausedCanary, Promotion, PromoteMeasured]):
@@ -111,6 +120,7 @@ class PromoteDrill(DeployDrill[PausedCanary, Promotion, PromoteMeasured]):
                 f"nothing to promote: {state}; run inv deploy.canary --version V --pause-before-promote first"
             )
         require_answering(ops)
+        name_witnesses(run, PROMOTE_WITNESSES)
         fleet = read_fleet(run.inventory, canary_hosts=ops.plan.canary_hosts)
         wrong = [
             f"{i.instance} runs {i.version}"
@@ -160,14 +170,12 @@ class RollbackPlan:
 
 class RollbackMeasured(Measurements):
     to_version: str = ""
-    rollback_s: float | None = witnessed("GET /version and /health/ready on every instance")
+    rollback_s: float | None = witnessed(f"{IDENTITY} and {READINESS} on every instance")
     canary_off_ms: float | None = witnessed("HAProxy set weight")
     redeployed: list[str] = Field(default_factory=list)
     total_s: float | None = None
-    on_target: bool | None = witnessed("GET /version on every instance, after the rollback")
-    fleet_steady: bool | None = witnessed(
-        "GET /version, /health/ready and HAProxy weights, after the rollback"
-    )
+    on_target: bool | None = witnessed(f"{IDENTITY} on every instance, after the rollback")
+    fleet_steady: bool | None = witnessed(f"{IDENTITY}, {READINESS} and HAProxy weights, after the rollback")
     fleet_detail: str = ""
 
 
@@ -191,6 +199,14 @@ class RollbackDrill(DeployDrill[RollbackPlan, RollbackMeasured, RollbackMeasured
         rollout = ops.store.load()
         target = self._target(run, ops, rollout)
         check_artifact(run.inventory, target)
+        name_witnesses(
+            run,
+            {
+                "rollback_s": "{identity} and {readiness} on every instance",
+                "on_target": "{identity} on every instance, after the rollback",
+                "fleet_steady": "{identity}, {readiness} and HAProxy weights, after the rollback",
+            },
+        )
         return RollbackPlan(ops, target, rollout)
 
     def _target(self, run: DrillRun, ops: FleetOps, rollout: Rollout | None) -> str:
@@ -235,6 +251,10 @@ class RollbackDrill(DeployDrill[RollbackPlan, RollbackMeasured, RollbackMeasured
             )
             if rollout is not None and unfinished:
                 ops.store.save(rollout, "rolled_back", f"inv deploy.rollback to {target}")
+            elif load_profile(run.inventory).identity is None:
+                # No instance can name its release: the record is the only place that says what runs.
+                record = Rollout(target, target, [], phase="rolled_back")
+                ops.store.save(record, "rolled_back", f"inv deploy.rollback to {target}")
         interrupts.raise_if_requested()
         return done
 

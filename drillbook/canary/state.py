@@ -2,12 +2,16 @@
 
 Two sources, kept apart on purpose:
 
-* **The fleet as it is**, asked each time: every instance's ``/version`` and
-  ``/health/ready`` (what is really serving), HAProxy's weights and server states
-  (who gets traffic), and optionally the ``current`` release link on each host
-  (what the next restart would run; read through the deploy playbook).
+* **The fleet as it is**, asked each time: every instance's release as the
+  service profile's identity names it (:mod:`drillbook.core.identity`: a path, a
+  header or a command) and its readiness as the profile defines it
+  (:mod:`drillbook.core.readiness`), HAProxy's weights and server states (who gets
+  traffic), and optionally the ``current`` release link on each host (what the
+  next restart would run; read through the deploy playbook).
 * **The rollout record**: the one fact the fleet cannot tell, *what ran before*
-  the rollout and whether a person paused it for a go-ahead. It is a small JSON
+  the rollout and whether a person paused it for a go-ahead. When the profile
+  has no identity it is also the only source of which release runs where (what
+  drillbook itself deployed), and the fleet says so. It is a small JSON
   file on the control machine, keyed by the inventory's lock scope, written
   atomically at each transition (canary -> paused / promoting -> promoted /
   rolled_back), so ``deploy.promote`` and ``deploy.rollback`` in another process
@@ -24,14 +28,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
 from drillbook.canary.weights import read_weight
+from drillbook.core import identity
 from drillbook.core.errors import ConfigError, TargetUnreachable
 from drillbook.core.haproxy import HAProxy
 from drillbook.core.inventory import AppInstance, Inventory
 from drillbook.core.journal import utc_now, write_atomic
 from drillbook.core.paths import state_dir
+from drillbook.core.profile import load_profile
+from drillbook.core.readiness import Readiness
 
 Phase = Literal["canary", "paused", "promoting", "promoted", "rolling_back", "rolled_back", "failed"]
 #: Phases after which the fleet is not in one consistent release.
@@ -102,6 +107,19 @@ class RolloutStore:
         self.path.unlink(missing_ok=True)
 
 
+def recorded_version(rollout: Rollout | None, host: str) -> str | None:
+    """What the rollout record says ``host`` runs (what drillbook deployed); None mid-move or unrecorded."""
+    if rollout is None:
+        return None
+    if rollout.phase == "promoted":
+        return rollout.version
+    if rollout.phase == "rolled_back":
+        return rollout.previous
+    if rollout.phase in ("canary", "paused"):
+        return rollout.version if host in rollout.canary_hosts else rollout.previous
+    return None
+
+
 # -- the fleet as it is ----------------------------------------------------------------
 
 
@@ -113,7 +131,7 @@ class InstanceState:
     instance: str
     url: str
     canary: bool
-    version: str | None  # from /version; None when it does not answer
+    version: str | None  # as the profile's identity names it (else the record); None when unknown
     ready: bool
     detail: str = ""
     weight: int | None = None
@@ -121,6 +139,7 @@ class InstanceState:
     lb_status: str | None = None  # HAProxy's status: UP, DOWN, DRAIN, MAINT...
     linked: str | None = None  # the host's `current` link, when read
     previous: str | None = None  # the host's `previous` link, when read
+    version_source: str = ""  # where ``version`` comes from (identity.describe)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +150,10 @@ class Fleet:
     instances: list[InstanceState]
     rollout: Rollout | None = None
     lb_error: str | None = None
+    #: How each instance's release is known: the profile's identity, or the rollout record.
+    version_source: str = ""
+    #: The instances name their release themselves (the profile has a service_identity).
+    identified: bool = True
 
     @property
     def versions(self) -> set[str | None]:
@@ -160,7 +183,12 @@ class Fleet:
     def problems(self) -> list[str]:
         """Why the fleet is not steady, one phrase each."""
         out: list[str] = []
-        if self.version is None:
+        if self.version is None and not self.identified:
+            out.append(
+                "no service_identity in the profile and no finished rollout on record: cannot tell which "
+                "release runs (deploy.rollback --to VERSION records one)"
+            )
+        elif self.version is None:
             out.append("versions differ: " + ", ".join(f"{i.instance}={i.version}" for i in self.instances))
         out += [f"{i.instance} not ready ({i.detail})" for i in self.instances if not i.ready]
         out += [
@@ -183,38 +211,49 @@ class Fleet:
             "instances": [i.to_dict() for i in self.instances],
             "rollout": self.rollout.to_dict() if self.rollout else None,
             "lb_error": self.lb_error,
+            "version_source": self.version_source,
         }
+
+    def notes(self) -> list[str]:
+        """What a reader of the status must know beside the table (where versions come from)."""
+        if self.identified:
+            return []
+        return [f"versions from {self.version_source}: what drillbook deployed, not asked of the instances"]
 
 
 @dataclass(frozen=True)
 class Probe:
+    """One instance's release (per the profile's identity; None without one) and readiness."""
+
     version: str | None
     ready: bool
     detail: str
+    #: False when the profile has no identity: ``version`` is unknown, not "no answer".
+    identified: bool = True
+    #: The readiness probe got an answer at all (any status, or a TCP connect).
+    answered: bool = True
 
 
-def probe_instance(client: httpx.Client, url: str) -> Probe:
-    """``/version`` and ``/health/ready`` of one instance; never raises."""
-    try:
-        version = client.get(f"{url}/version").json().get("version")
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        return Probe(None, False, f"/version: {type(exc).__name__}")
-    try:
-        ready = client.get(f"{url}/health/ready")
-    except httpx.HTTPError as exc:
-        return Probe(str(version), False, f"/health/ready: {type(exc).__name__}")
-    return Probe(str(version), ready.status_code == 200, f"/health/ready {ready.status_code}")
-
-
-def probe_all(instances: Sequence[AppInstance], timeout_s: float = 2.0) -> dict[str, Probe]:
-    """Probe every instance at once (a fleet of 50 answers in one timeout, not 50)."""
-    transport = httpx.HTTPTransport(retries=0)
-    with (
-        httpx.Client(timeout=timeout_s, transport=transport) as client,
-        ThreadPoolExecutor(max_workers=min(32, max(1, len(instances)))) as pool,
-    ):
-        results = list(pool.map(lambda inst: probe_instance(client, inst.url), instances))
-    return {inst.host: res for inst, res in zip(instances, results, strict=True)}
+def probe_all(inv: Inventory, instances: Sequence[AppInstance], timeout_s: float = 2.0) -> dict[str, Probe]:
+    """Release and readiness of every instance at once, as the service profile defines both; never raises."""
+    profile = load_profile(inv)
+    ready = Readiness(profile.health)
+    releases = identity.ask_all(inv, instances, profile.identity, timeout_s)
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(instances)))) as pool:
+        samples = list(pool.map(lambda inst: ready.check(inst.url, timeout_s), instances))
+    out = {}
+    for inst, sample in zip(instances, samples, strict=True):
+        release = releases[inst.host]
+        ok = ready.ready(sample)
+        where = profile.health.ready or "TCP connect"
+        detail = f"{where} {sample.answer}"
+        if profile.identity is not None and release.version is None:
+            detail = f"{release.detail}; {detail}"
+        answered = sample.status is not None or sample.connected is True
+        out[inst.host] = Probe(
+            release.version, ok, detail, identified=profile.identity is not None, answered=answered
+        )
+    return out
 
 
 def read_fleet(
@@ -226,7 +265,13 @@ def read_fleet(
 ) -> Fleet:
     """The fleet right now: versions, readiness, HAProxy weights and states, the rollout record."""
     topo = inv.topology
-    probes = probe_all(topo.app_instances)
+    probes = probe_all(inv, topo.app_instances)
+    ident = load_profile(inv).identity
+    identified = ident is not None
+    if store is None and not identified:
+        # The record is then the only source of which release runs where.
+        store = RolloutStore.for_inventory(inv, str(inv.var("canary_state_file", "") or ""))
+    record = store.load() if store else None
     lb: dict[str, tuple[int | None, int | None, str | None]] = {}
     lb_error = None
     try:
@@ -250,7 +295,9 @@ def read_fleet(
                 instance=inst.name,
                 url=inst.url,
                 canary=inst.host in canary_hosts,
-                version=probe.version,
+                version=probe.version
+                if identified
+                else recorded_version(record, inst.host) or (links or {}).get(inst.host, (None, None))[0],
                 ready=probe.ready,
                 detail=probe.detail,
                 weight=weight,
@@ -258,6 +305,7 @@ def read_fleet(
                 lb_status=status,
                 linked=(links or {}).get(inst.host, (None, None))[0],
                 previous=(links or {}).get(inst.host, (None, None))[1],
+                version_source=identity.describe(ident),
             )
         )
-    return Fleet(instances, store.load() if store else None, lb_error)
+    return Fleet(instances, record, lb_error, version_source=identity.describe(ident), identified=identified)

@@ -37,8 +37,9 @@ class Diagnosis:
 
     @property
     def blocked_required(self) -> list[DrillCheck]:
-        """Drills the checklist requires that cannot run: the doctor's exit 1."""
-        return [c for c in self.checks if not c.can_run and c.drill in self.required]
+        """Drills the checklist requires that cannot run: the doctor's exit 1 (one that does not
+        apply to this service, kill-redis without Redis, is not blocked but not applicable)."""
+        return [c for c in self.checks if not c.can_run and c.applies and c.drill in self.required]
 
 
 def diagnose(inv: Inventory, required: Iterable[str] = ()) -> Diagnosis:
@@ -59,8 +60,8 @@ def render(d: Diagnosis) -> list[str]:
     width = max(len(c.drill) for c in d.checks)
     lines = [f"doctor: inventory {d.inventory} ({d.environment}), service {d.service}", ""]
     for c in d.checks:
-        need = " (required by the checklist)" if c.drill in d.required else ""
-        state = "can run" if c.can_run else "CANNOT RUN"
+        need = " (required by the checklist)" if c.drill in d.required and c.applies else ""
+        state = "can run" if c.can_run else ("CANNOT RUN" if c.applies else "not applicable")
         lines.append(f"{c.drill:<{width}}  {state}{need if not c.can_run else ''}")
         for f in c.findings:
             lines.append(f"{'':<{width}}    {'-' if f.blocks else 'note:'} {f.text}")
@@ -71,5 +72,6 @@ def render(d: Diagnosis) -> list[str]:
         lines.append(f"{len(blocked)} drill(s) the checklist requires cannot run: {names}")
     else:
         runnable = sum(1 for c in d.checks if c.can_run)
-        lines.append(f"{runnable}/{len(d.checks)} drills can run; every drill the checklist requires can")
+        applicable = sum(1 for c in d.checks if c.applies)
+        lines.append(f"{runnable}/{applicable} drills can run; every drill the checklist requires can")
     return lines

@@ -18,10 +18,16 @@ from drillbook.doctor.facts import Answer, Facts
 
 @dataclass(frozen=True)
 class Finding:
-    """One line of the doctor's output; ``blocks=False`` makes it a note that still lets the drill run."""
+    """One line of the doctor's output; ``blocks=False`` makes it a note that still lets the drill run.
+
+    ``applies=False``: the drill does not apply to this service at all (kill-redis
+    without Redis); the drill refuses to run, naming why, and the checklist cannot
+    demand it of this service.
+    """
 
     text: str
     blocks: bool = True
+    applies: bool = True
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,11 @@ class DrillCheck:
     def can_run(self) -> bool:
         """True when no finding blocks; notes alone never stop a drill."""
         return not any(f.blocks for f in self.findings)
+
+    @property
+    def applies(self) -> bool:
+        """False when the drill does not apply to this service (a finding says why)."""
+        return all(f.applies for f in self.findings)
 
 
 def _names(names: list[str]) -> str:
@@ -109,14 +120,24 @@ def migrate(f: Facts) -> list[Finding]:
 
 
 def canary(f: Facts) -> list[Finding]:
-    """``deploy.canary`` needs readiness, the load balancer and a service identity to tell versions apart.
+    """``deploy.canary`` needs readiness and the load balancer; an identity tells versions apart.
 
-    Metrics are optional when HAProxy's admin socket can supply counters; without
-    either, nothing could judge the canary and that blocks.
+    Without ``service_identity`` the canary still runs: the release each instance
+    runs is then what its rollout record says drillbook deployed (a note). Metrics
+    are optional when HAProxy's admin socket can supply counters; without either,
+    nothing could judge the canary and that blocks.
     """
-    out = _readiness(f) + _lb(f) + _profile(f, "identity")
+    out = _readiness(f) + _lb(f)
     ident = f.profile.identity
-    if ident is not None:
+    if ident is None:
+        out.append(
+            Finding(
+                "no service_identity: which release runs is taken from the rollout record "
+                "(what drillbook deployed), not asked of the instances",
+                blocks=False,
+            )
+        )
+    else:
         out += _answers("service_identity", f.identity)
         out += [
             Finding(f"service_identity.header: {a.note} at {a.url} on {n}")
@@ -169,9 +190,9 @@ def kill_redis(f: Facts) -> list[Finding]:
     """``chaos.kill-redis`` needs a service using Redis, and Redis reachable; no degraded signal is a note."""
     out: list[Finding] = []
     if not f.profile.uses_redis:
-        return [Finding("service_uses_redis is false: the service has no Redis to lose")]
+        return [Finding("service_uses_redis is false: the service has no Redis to lose", applies=False)]
     if f.redis is None:
-        return [Finding("the inventory has no cache group: no Redis to kill")]
+        return [Finding("the inventory has no cache group: no Redis to kill", applies=False)]
     if not f.redis.ok:
         out.append(Finding(f"Redis unreachable at {f.redis.endpoint}: {f.redis.detail}"))
     out += _hosts(f, "cache", "chaos_cache_target") + _readiness(f) + _lb(f) + _marker(f)

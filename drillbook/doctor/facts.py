@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from drillbook.core import health
+from drillbook.core import health, identity
 from drillbook.core.inventory import AppInstance, Inventory, Topology
 from drillbook.core.metrics import parse
 from drillbook.core.probes import Sample
@@ -123,19 +123,19 @@ def _get(client: httpx.Client, url: str, query: dict[str, str] | None = None) ->
 
 
 def _identity(client: httpx.Client, inst: AppInstance, profile: ServiceProfile) -> Answer:
+    """The instance's release asked as the canary asks it (:func:`drillbook.core.identity.ask`)."""
     ident = profile.identity
     assert ident is not None
     if ident.command is not None:
         return Answer(f"command on {inst.host}", status=200, note="a command on the host: not run by doctor")
-    path = ident.path if ident.path is not None else ident.header_path
-    url = inst.url.rstrip("/") + path
-    try:
-        resp = client.get(url)
-    except httpx.HTTPError as exc:
-        return Answer(url, error=type(exc).__name__)
-    if ident.header is not None and ident.header.lower() not in {k.lower() for k in resp.headers}:
-        return Answer(url, status=resp.status_code, note=f"no {ident.header} header")
-    return Answer(url, status=resp.status_code)
+    got = identity.ask(client, inst.url, ident)
+    if got.status is None:
+        return Answer(got.where, error=got.error)
+    if got.version is None and ident.header is not None:
+        return Answer(got.where, status=got.status, note=f"no {ident.header} header")
+    if got.version is None:
+        return Answer(got.where, status=got.status, note=got.detail)
+    return Answer(got.where, status=got.status, note=f"release {got.version}")
 
 
 def _metrics(

@@ -41,6 +41,7 @@ from drillbook.core.errors import ConfigError, DrillbookError, DrillInterrupted,
 from drillbook.core.haproxy import HAProxy
 from drillbook.core.inventory import Inventory
 from drillbook.core.metrics import scrape
+from drillbook.core.profile import load_profile
 from drillbook.load import runner
 from drillbook.load.judge import GeneratorLimit, LoadFigures, compute, judge
 from drillbook.load.measured import LoadLimits, LoadMeasured, limits_for, measured_from, witness_texts
@@ -153,6 +154,7 @@ class LoadRun(Drill[Prepared, runner.LocustOutcome, LoadMeasured]):
             instances=scraped,
             histogram=self.settings.latency_histogram,
             exclude_routes=tuple(self.settings.exclude_routes),
+            route_label=metrics.route_label if (metrics := load_profile(run.inventory).metrics) else "route",
             frontend=self.settings.haproxy_frontend,
         )
 

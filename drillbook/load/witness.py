@@ -67,6 +67,8 @@ class Witnesses:
     instances: list[tuple[str, str]]  # (name, metrics URL)
     histogram: str = "http_request_duration_seconds"
     exclude_routes: tuple[str, ...] = ("/metrics",)
+    #: The histogram's route label (the profile's ``service_metrics.route_label``: ``route``, ``handler``).
+    route_label: str = "route"
     frontend: str = ""
     lb: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     metrics: list[tuple[float, dict[str, Snapshot]]] = field(default_factory=list)
@@ -139,12 +141,12 @@ class Witnesses:
                 if metric != f"{self.histogram}_bucket":
                     continue
                 d = dict(labels)
-                if d.get("route") in self.exclude_routes:
+                if d.get(self.route_label) in self.exclude_routes:
                     continue
                 le = d.get("le", "+Inf")
                 bound = float("inf") if le in ("+Inf", "inf") else float(le)
                 total[bound] = total.get(bound, 0.0) + value
-                key = (d.get("method", ""), d.get("route", ""))
+                key = (d.get("method", ""), d.get(self.route_label, ""))
                 acc = by_route.setdefault(key, {})
                 acc[bound] = acc.get(bound, 0.0) + value
         buckets = sorted(total.items())

@@ -6,7 +6,8 @@ renames a column the code still reads breaks requests while readiness (a
 
 * readiness of every app instance (within ``migrate_ready_timeout_s``);
 * read-only smoke requests against every instance (``migrate_smoke_requests``),
-  which exercise the queries the code really runs;
+  which exercise the queries the code really runs, sent with the service
+  profile's auth (static headers, or the token its login step returns);
 * SQL assertions on the migrated database (``migrate_sql_assertions``).
 
 Each check returns core's :class:`~drillbook.core.checks.Outcome` (``expected`` is what
@@ -22,7 +23,8 @@ import httpx
 
 from drillbook.core import pgdata
 from drillbook.core.checks import Outcome
-from drillbook.core.inventory import AppInstance
+from drillbook.core.flow import Flow
+from drillbook.core.inventory import AppInstance, Inventory
 from drillbook.core.readiness import Readiness
 from drillbook.migrate.schema import Difference
 from drillbook.migrate.settings import SmokeRequest, SqlAssertion
@@ -69,10 +71,22 @@ def readiness(instances: Sequence[AppInstance], ready: Readiness, timeout_s: flo
     return outcomes
 
 
-def smoke(instances: Sequence[AppInstance], requests: Iterable[SmokeRequest]) -> list[Outcome]:
-    """Each smoke request against each instance; the status must be one of ``expect_status``."""
+def auth_headers(inv: Inventory) -> dict[str, str]:
+    """The profile's auth headers (after its login, if any): a service's real routes need them.
+
+    A login that fails leaves only the static headers; the smoke requests then
+    answer 401 and fail by name, which is the truth about the service.
+    """
+    with Flow.for_inventory(inv) as flow:
+        return flow.auth_headers()
+
+
+def smoke(
+    instances: Sequence[AppInstance], requests: Iterable[SmokeRequest], headers: dict[str, str] | None = None
+) -> list[Outcome]:
+    """Each smoke request against each instance, with ``headers``; its status must be in ``expect_status``."""
     outcomes = []
-    with httpx.Client(transport=httpx.HTTPTransport(retries=0)) as client:
+    with httpx.Client(transport=httpx.HTTPTransport(retries=0), headers=headers or {}) as client:
         for req in requests:
             for inst in instances:
                 status, error = _get(client, inst.url + req.path, method=req.method, timeout_s=req.timeout_s)

@@ -310,7 +310,11 @@ class _Change(Drill[ChangePlan, Change, ChangeMeasured]):
         instances = run.inventory.topology.app_instances
         return [
             *checks.readiness(instances, Readiness.of(run.inventory), self.settings.ready_timeout_s),
-            *checks.smoke(instances, self.settings.smoke_requests),
+            *checks.smoke(
+                instances,
+                self.settings.smoke_requests,
+                checks.auth_headers(run.inventory) if self.settings.smoke_requests else None,
+            ),
             *checks.sql_assertions(m.source.dsn, self.settings.sql_assertions),
         ]
 

@@ -143,6 +143,8 @@ def _print(fleet: Fleet) -> None:
             "-" if i.linked is None else f"{i.linked}/{i.previous or '-'}",
         )
     (out if fleet.steady else err).print(table)
+    for note in fleet.notes():
+        out.print(plain(note))
     r = fleet.rollout
     if r is not None:
         out.print(

@@ -7,6 +7,7 @@ response names the release in its ``X-Release`` header.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -64,13 +65,30 @@ app = FastAPI(title="ledger", lifespan=lifespan)
 api = APIRouter(prefix="/api/v1")
 
 
+#: Headers every response carries (what audit.http checks of any service).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
 @app.middleware("http")
 async def release_and_metrics(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """Every response names the release; every request is counted under its route template."""
+    """Every response names the release, its request id and the security headers (HSTS behind
+    TLS); every request is counted under its route template."""
     start = time.perf_counter()
+    given = request.headers.get("X-Request-ID", "")
+    request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
     response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["X-Request-ID"] = request_id
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https" or request.url.scheme == "https":
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     # The route template (/api/v1/entries/{entry_id}) the router matched, never the raw path.
     handler = getattr(request.scope.get("route"), "path", "other")
     DURATION.labels(handler, request.method).observe(time.perf_counter() - start)
