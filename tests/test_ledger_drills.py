@@ -29,6 +29,7 @@ import httpx
 import psycopg
 import pytest
 from clirun import Ran, inv
+from test_prometheus_lab import assert_close, compare_windows
 
 from drillbook.backup import restore_into
 from drillbook.canary import CanaryDrill
@@ -38,6 +39,7 @@ from drillbook.core.ansible import run_playbook
 from drillbook.core.drill import DrillContext, execute
 from drillbook.core.inventory import Inventory
 from drillbook.core.paths import REPO_ROOT
+from drillbook.core.profile import load_profile
 
 pytestmark = pytest.mark.lab
 
@@ -315,6 +317,29 @@ def test_canary_promotes_a_good_release_named_by_the_header(
     assert status.rc == 0, status.describe()
     fleet = json.loads(status.stdout)
     assert fleet["version"] == "1.1.0" and fleet["version_source"] == "X-Release header of GET /livez"
+
+
+def test_prometheus_windows_equal_the_ledgers_own_metrics(ledger: Inventory) -> None:
+    """The Prometheus path on this service: its metric name, a ``handler`` label, ``code``, coarse buckets.
+
+    The ledger's own Prometheus (roles/prometheus, port DRILLBOOK_LAB_PORT_BASE + 190) scrapes
+    both instances every second; its windows must say what the instances' own /metrics say,
+    within a scrape interval.
+    """
+    run_playbook(ledger, "prometheus.yml")
+    try:
+        metrics = load_profile(ledger).metrics
+        assert metrics is not None and (metrics.route_label, metrics.status_label) == ("handler", "code")
+        # /livez answers 200 without a token; every request is counted by handler and code.
+        looks = compare_windows(ledger, str(ledger.var("lab_prometheus_url")), "/livez")
+        for prom, direct, elapsed in looks:
+            assert_close(prom, direct, elapsed)
+        prom, direct, _ = looks[-1]
+        assert direct.canary.requests >= 20 and direct.baseline.requests >= 20, direct
+        # The ledger's coarse buckets, read from Prometheus as from the instances.
+        assert [le for le, _ in prom.canary.buckets] == [0.1, 0.5, 1.0, 5.0, float("inf")]
+    finally:
+        run_playbook(ledger, "prometheus.yml", tags=["stop"], cancellable=False)
 
 
 def test_lab_down_stops_it(ledger: Inventory) -> None:
