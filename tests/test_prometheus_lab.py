@@ -115,7 +115,7 @@ def test_unreachable_prometheus_is_one_error_line_before_anything_moves(
     lab_inventory: Inventory, prometheus: str, canary_env: dict[str, Any]
 ) -> None:
     inv, reports = lab_inventory, canary_env["reports"]
-    drill = CanaryDrill(quick(inv, prometheus_url="http://127.0.0.1:9"), canary_env["good"], traffic_rps=0)
+    drill = CanaryDrill(quick(inv, prometheus_url="http://127.0.0.1:9"), canary_env["bad"], traffic_rps=0)
     journal = run(drill, inv, reports)
     assert journal.verdict == "error" and journal.exit_code == 2, journal.error
     assert "Prometheus http://127.0.0.1:9 unreachable" in (journal.error or "")

@@ -20,6 +20,7 @@ and goes through core/flow.py; no path or table of any service is named in code.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,15 +94,34 @@ def _verdict(results: list[StepResult]) -> tuple[bool, str]:
     return not bad, text
 
 
-def marker_in_db(dsn: str, marker: Marker) -> tuple[bool, str]:
-    """(intact, detail): the marker's verify steps after the fault (their SQL checks on ``dsn``)."""
+def marker_in_db(dsn: str, marker: Marker, settle_s: float = 10.0) -> tuple[bool, str]:
+    """(intact, detail): the marker's verify steps after the fault (their SQL checks on ``dsn``).
+
+    Read again for up to ``settle_s`` while the load balancer has no server for it yet.
+    """
     verify = marker.work.marker.verify
     if not verify:
         return False, "service_marker.verify declares no check: the marker cannot be verified"
     flow = marker.work.flow
     flow.dsn = dsn
     flow.values.update(marker.values)
-    return _verdict(flow.run(verify))
+    deadline = time.monotonic() + settle_s
+    results = flow.run(verify)
+    while _not_serving_yet(results) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        results = flow.run(verify)
+    return _verdict(results)
+
+
+def _not_serving_yet(results: list[StepResult]) -> bool:
+    """A failed read the load balancer answered for the service (no server up yet: 502-504, or no answer).
+
+    Readiness is asked of each instance directly; the load balancer's own health checks
+    let them back in a few checks later. The marker's question is whether the data
+    survived, so its read waits for the service to be served again rather than
+    blaming the data for the load balancer's lag.
+    """
+    return any(not r.ok and (r.status is None or r.status in (502, 503, 504)) for r in results)
 
 
 def read_back(marker: Marker, times: int = 2) -> list[int | None]:

@@ -34,11 +34,14 @@ def pytest(c: Context, k: str | None = None, lab: bool = False, *, opts: CommonO
         raise Exit(code=1)
 
 
-def _pytest(c: Context, k: str | None = None, lab: bool = False, durations: int = 0) -> tuple[bool, str]:
+def _pytest(
+    c: Context, k: str | None = None, lab: bool = False, durations: int = 0, ignore: tuple[str, ...] = ()
+) -> tuple[bool, str]:
     """Run pytest; return (passed, its closing summary line)."""
     args = [sys.executable, "-m", "pytest"]
     if durations:
         args += [f"--durations={durations}"]
+    args += [f"--ignore={path}" for path in ignore]
     if k:
         args += ["-k", shlex.quote(k)]
     if lab:
@@ -78,19 +81,32 @@ def roles(c: Context, role: str | None = None, *, opts: CommonOptions) -> None:
             c.run("molecule test", pty=False)
 
 
-def _unit_tests(log: Path) -> subprocess.Popen[bytes]:
-    """The tests not marked lab, in a background pytest with a port base and lab dir of their own.
+#: Lab tests on the second service's lab only (its own ports and state): they run in the
+#: background run, after the tests not marked lab, while the reference lab's tests go on.
+SECOND_LAB_TESTS = ("tests/test_lab_second.py", "tests/test_ledger_drills.py")
 
-    They need no lab, so they run beside the lab tests; their own port base keeps anything
-    keyed by the fleet (the lock, reports) apart from the lab the lab tests use.
+
+def _background_tests(log: Path) -> subprocess.Popen[bytes]:
+    """The tests not marked lab, then the second lab's tests, in a background run of their own.
+
+    Neither needs the reference lab, so they run beside its tests; their own port base and
+    lab dir keep anything keyed by the fleet (the lock, reports, the ledger lab's ports) apart
+    from the lab the other tests use. The exit status is the worse of the two runs.
     """
     env = {
         **os.environ,
         "DRILLBOOK_LAB_PORT_BASE": str(int(os.environ.get("DRILLBOOK_LAB_PORT_BASE", "25400")) + 1000),
         "DRILLBOOK_LAB_DIR": str(REPO_ROOT / ".lab-test-unit"),
     }
-    args = [sys.executable, "-m", "pytest", "-m", "not lab", "--durations=10", "-p", "no:cacheprovider"]
-    return subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    pytest = f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider --durations=10"
+    script = (
+        f"{pytest} -m 'not lab'; a=$?; "
+        f"{pytest} -m lab {' '.join(SECOND_LAB_TESTS)}; b=$?; "
+        "exit $(( a > b ? a : b ))"
+    )
+    return subprocess.Popen(
+        ["bash", "-c", script], cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
 
 def _tail(log: Path, failed: bool) -> str:
@@ -106,26 +122,35 @@ def all(c: Context, *, opts: CommonOptions) -> None:
     """Everything CI runs: lint, then side by side the lab tests, the other tests and the role scenarios.
 
     The scenarios mostly wait (package checks, daemons starting) and use ports and state of
-    their own, and the tests not marked lab need no lab, so both run in the background while
-    the lab tests run; their logs are printed after (reports/molecule.log, reports/pytest-unit.log).
+    their own; the tests not marked lab need no lab and the second lab's tests only theirs,
+    so they run in the background while the reference lab's tests run; their logs are
+    printed after (reports/molecule.log, reports/pytest-unit.log).
     """
     lint.body(c, opts=opts)
     logs = REPO_ROOT / "reports"
     logs.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     scenarios = _molecule_all(logs / "molecule.log")
-    unit = _unit_tests(logs / "pytest-unit.log")
+    unit = _background_tests(logs / "pytest-unit.log")
     try:
-        passed, summary = _pytest(c, lab=True, durations=25)
+        passed, summary = _pytest(c, lab=True, durations=25, ignore=SECOND_LAB_TESTS)
     finally:
         unit_rc = unit.wait()
         rc = scenarios.wait()
-    print(f"== tests not marked lab: exit {unit_rc} after {time.monotonic() - t0:.0f}s")
+    print(
+        f"== tests not marked lab, then the second lab's: exit {unit_rc} after {time.monotonic() - t0:.0f}s"
+    )
     print(_tail(logs / "pytest-unit.log", bool(unit_rc)))
-    unit_summary = (logs / "pytest-unit.log").read_text(errors="replace").strip().splitlines()[-1:]
+    unit_summary = [
+        line
+        for line in (logs / "pytest-unit.log").read_text(errors="replace").splitlines()
+        if " in " in line
+        and line.startswith("=")
+        and ("passed" in line or "failed" in line or "error" in line)
+    ]
     print(f"== role scenarios ({', '.join(ROLE_SCENARIOS)}): exit {rc} after {time.monotonic() - t0:.0f}s")
     print(_tail(logs / "molecule.log", bool(rc)))
-    print(f"== pytest (not lab): {unit_summary[0] if unit_summary else 'no output'}")
+    print(f"== pytest (not lab; second lab): {' / '.join(unit_summary) or 'no output'}")
     print(f"== pytest (lab): {summary}")
     print(summary)  # pytest's own closing line stays the last line
     if not passed or rc or unit_rc:
