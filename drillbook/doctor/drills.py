@@ -260,7 +260,16 @@ def _hosts(f: Facts, default: str, variable: str | None = None) -> list[Finding]
 
 
 def _marker(f: Facts) -> list[Finding]:
-    return _profile(f, "marker")
+    """What every chaos drill writes and sends: the marker, and traffic (requests or a locustfile)."""
+    out = _profile(f, "marker")
+    t = f.profile.traffic
+    if not t.requests and not t.locustfile:
+        out.append(
+            Finding(
+                "service_traffic has neither requests nor a locustfile: no traffic to show what users saw"
+            )
+        )
+    return out
 
 
 RULES: dict[str, Callable[[Facts], list[Finding]]] = {
