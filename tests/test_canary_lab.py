@@ -35,6 +35,8 @@ from drillbook.core.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
+#: The canary out of rotation through HAProxy's runtime API: well under a playbook run's seconds.
+CANARY_OFF_MS = 500
 BASE = "1.0.0"
 
 
@@ -138,7 +140,9 @@ def test_good_release_pauses_then_promotes_and_rolls_back(
     journal = run(RollbackDrill(quick(inv)), inv, reports)
     assert journal.verdict == "pass", (journal.error, journal.failed_checks)
     assert journal.measurements["to_version"] == BASE
-    assert journal.measurements["canary_off_ms"] < 50
+    # Off through the runtime API at once, not after a playbook (seconds); the figure itself is
+    # a benchmark's: 33-102 ms measured here with other tests and helpers busy on both cores.
+    assert journal.measurements["canary_off_ms"] < CANARY_OFF_MS
     assert_fleet(fleet_status(inv), BASE)
 
 
@@ -178,7 +182,7 @@ def test_bad_release_is_rolled_back(
         assert "Fisher p =" in failed[check].detail and failed[check].value > 0
         assert 0 < m["failed_requests"] <= 30
     assert "canary requests" in m["reason"] and 0 < m["detection_s"] < 60
-    assert m["rollback_s"] > 0 and m["canary_off_ms"] < 50
+    assert m["rollback_s"] > 0 and m["canary_off_ms"] < CANARY_OFF_MS
     assert m["rollout_phase"] == "rolled_back"
     fleet = fleet_status(inv)
     assert_fleet(fleet, BASE)
