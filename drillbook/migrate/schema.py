@@ -5,7 +5,7 @@ started from. The dump reads the catalog directly (not the migration tool's
 idea of the schema): tables, columns with type, nullability, default, identity
 and generation, indexes, constraints, views, sequences, triggers and enum types
 of every user schema. Each object becomes one ``kind -> name -> description``
-entry, so a difference reads like "column public.items.note: missing after".
+entry, so a difference reads like "column public.orders.note: missing after".
 
 Column *positions* are kept apart: a downgrade that re-adds a dropped column
 puts it last, which changes ``SELECT *`` order but nothing else; the diff

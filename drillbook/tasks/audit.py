@@ -12,7 +12,8 @@ def http(c: Context, *, opts: CommonOptions) -> None:
     """Audit the service from outside: headers, CORS, rate limit, body limit, errors, pagination.
 
     Sends a bounded number of requests, only to the inventory's own URL; some write
-    (items created to test pagination and limits), so production needs --allow-production.
+    (the profile's pagination and rate-limit steps may create records): production needs
+    --allow-production.
     Runbook: runbooks/release-readiness.md
     """
     from drillbook.audit.drill import HttpAudit
