@@ -225,8 +225,9 @@ class Analysis:
                 mark = not marked and time.monotonic() >= settled_at
                 look = source.look(mark=mark)
                 marked = marked or mark
+                outcomes = self.traffic.snapshot() if self.traffic is not None else []
                 if ratio > 1 and s.overload_statuses:
-                    look, overload = self._without_overload(look, t0)
+                    look, overload = self._without_overload(look, t0, outcomes)
                 down, why_not = self._readiness(look.unreachable, ratio)
                 if down:
                     down_looks += 1
@@ -237,7 +238,7 @@ class Analysis:
                 errors = self.judge.errors(before[0] + look.canary, before[1] + look.baseline)
                 latency = None
                 if judged and look.settled is not None:
-                    latency = self._latency(look.settled, settled_at, now)
+                    latency = self._latency(look.settled, settled_at, now, outcomes)
                 if latency is not None and latency.effect_ratio is not None:
                     result.latency = latency
                 ready = ready_failures < s.ready_failures
@@ -294,7 +295,9 @@ class Analysis:
             )
         return down, ""
 
-    def _without_overload(self, look: Look, since: float) -> tuple[Look, tuple[int, int]]:
+    def _without_overload(
+        self, look: Look, since: float, outcomes: list[Outcome]
+    ) -> tuple[Look, tuple[int, int]]:
         """``look`` without the step's overload answers (503, 504 by default) on either side.
 
         At a step where the canary carries more than a baseline server's load, an answer
@@ -311,7 +314,7 @@ class Analysis:
             return look, (0, 0)
         codes = set(self.settings.overload_statuses)
         canary = baseline = 0
-        for o in self.traffic.snapshot():
+        for o in outcomes:
             if o.t >= since and o.status in codes and o.server is not None:
                 if o.server in self.canary_names:
                     canary += 1
@@ -326,17 +329,19 @@ class Analysis:
         b, baseline = less(look.baseline, baseline)
         return Look(c, b, look.unreachable, look.settled), (canary, baseline)
 
-    def _latency(self, settled: tuple[Window, Window], settled_at: float, now: float) -> LatencyFinding:
-        answers = self._answers(settled_at, now)
+    def _latency(
+        self, settled: tuple[Window, Window], settled_at: float, now: float, outcomes: list[Outcome]
+    ) -> LatencyFinding:
+        answers = self._answers(settled_at, now, outcomes)
         if answers is not None:
-            half = self._answers(settled_at + (now - settled_at) / 2, now)
+            half = self._answers(settled_at + (now - settled_at) / 2, now, outcomes)
             recent = (half[0], half[1]) if half is not None else None
             return self.judge.latency(answers[0], answers[1], source=answers[2], recent=recent)
         canary, baseline = settled
         return self.judge.latency(histogram_latencies(canary), histogram_latencies(baseline), "histogram")
 
     def _answers(
-        self, since: float, until: float
+        self, since: float, until: float, outcomes: list[Outcome]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], LatencySource] | None:
         """Latencies (ms) of canary and baseline answers to the drill's requests sent in [since, until].
 
@@ -344,12 +349,13 @@ class Analysis:
         None when the drill sends no traffic or no answer names its server. Failed answers are
         left out (errors are judged on their own; a fast 500 is not a fast answer).
         """
-        if self.traffic is None:
+        if self.traffic is None or not any(o.server is not None for o in outcomes):
             return None
-        answers = [o for o in self.traffic.snapshot() if o.server is not None]
-        if not answers:
-            return None
-        window = [o for o in answers if since <= o.t <= until and o.status is not None and o.status < 500]
+        window = [
+            o
+            for o in outcomes
+            if since <= o.t <= until and o.server is not None and o.status is not None and o.status < 500
+        ]
         timed = all(o.server_ms is not None for o in window)
         source: LatencySource = "server time" if timed else "requests"
 

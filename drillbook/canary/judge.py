@@ -60,9 +60,8 @@ from drillbook.canary.settings import CanarySettings
 from drillbook.canary.stats import (
     Shift,
     Tail,
-    detectable_increase,
+    error_evidence,
     error_increase_bound,
-    error_power,
     fisher_p,
     latency_shift,
     level,
@@ -276,6 +275,9 @@ class Judge:
         s = self.settings
         c, b = canary, baseline
         lower = error_increase_bound(c.errors, c.requests, b.errors, b.requests, self.error_z)
+        detectable, power = error_evidence(
+            c.requests, b.errors, b.requests, self.error_z, s.error_margin, s.error_detectable
+        )
         increase = None if lower is None else (c.error_rate or 0.0) - (b.error_rate or 0.0)
         return ErrorFinding(
             canary=c,
@@ -283,10 +285,8 @@ class Judge:
             increase=increase,
             lower=lower,
             fisher_p=fisher_p(c.errors, c.requests, b.errors, b.requests),
-            detectable=detectable_increase(c.requests, b.errors, b.requests, self.error_z, s.error_margin),
-            power=error_power(
-                c.requests, b.errors, b.requests, self.error_z, s.error_margin, s.error_detectable
-            ),
+            detectable=detectable,
+            power=power,
             confidence=1 - level(self.error_z),
             margin=s.error_margin,
             breach=lower is not None and lower > s.error_margin,
