@@ -70,6 +70,7 @@ def canary(inv: Inventory, version: str, args: argparse.Namespace, reports: Path
     m = journal.measurements
     m["bench_wall_s"] = round(time.monotonic() - t0, 1)
     m["bench_load_avg_1m"] = round((load0 + os.getloadavg()[0]) / 2, 2)
+    m["bench_load_avg_5m"] = round(os.getloadavg()[1], 2)
     return journal
 
 
@@ -102,12 +103,20 @@ def outcome(j: Journal) -> dict[str, Any]:
         "caught_at_step": last.get("weight") if m.get("analysis") == "breach" else None,
         "detection_s": m.get("detection_s"),
         "canary_requests": sum(s.get("canary_requests", 0) for s in steps),
+        "first_step_s": steps[0].get("window_s") if steps else None,
+        "first_step_canary_requests": steps[0].get("canary_requests") if steps else None,
+        "analysis_s": round(sum(s.get("window_s", 0) for s in steps), 1),
+        "steps_held_s": [s.get("window_s") for s in steps],
+        "overload_excused": sum(s.get("overload_canary", 0) for s in steps),
+        "overload_excused_baseline": sum(s.get("overload_baseline", 0) for s in steps),
+        "promote_s": m.get("promote_s"),
         "failed_requests": m.get("failed_requests"),
         "canary_p95_ms": last.get("canary_p95_ms"),
         "baseline_p95_ms": last.get("baseline_p95_ms"),
         "latency_source": last.get("latency_source"),
         "wall_s": m.get("bench_wall_s"),
         "load_avg_1m": m.get("bench_load_avg_1m"),
+        "load_avg_5m": m.get("bench_load_avg_5m"),
         "reason": m.get("reason") or j.error,
     }
 
@@ -212,9 +221,9 @@ def main() -> int:
     print()
     print(
         "| release | caught | step | detection_s | canary requests until then | 5xx served "
-        "| p95 canary vs baseline (ms) | load avg 1 m |"
+        "| p95 canary vs baseline (ms) | first step held (s) | load avg 1 m |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, runs in rows.items():
         caught = [r for r in runs if r["analysis"] == "breach"]
         where = ", ".join(f"{r['caught_at_step']:g} %" for r in caught) or "-"
@@ -229,14 +238,25 @@ def main() -> int:
         )
         print(
             f"| {label} | {len(caught)}/{len(runs)} | {where} | {detection} | {served} | {failed} "
-            f"| {p95 or '-'} | {load} |"
+            f"| {p95 or '-'} | {summary([r['first_step_s'] for r in runs if r['first_step_s'] is not None])} "
+            f"| {load} |"
         )
     false_alarms = [r for r in goods if r["verdict"] != "pass"]
     print(
-        f"| good release | false rollbacks {len(false_alarms)}/{len(goods)} | | | | | "
-        f"{summary([r['failed_requests'] for r in goods if r['failed_requests'] is not None])} | "
+        f"| good release | false rollbacks {len(false_alarms)}/{len(goods)} | | | | "
+        f"{summary([r['failed_requests'] for r in goods if r['failed_requests'] is not None])} | | "
+        f"{summary([r['first_step_s'] for r in goods if r['first_step_s'] is not None])} | "
         f"{summary([r['load_avg_1m'] for r in goods])} |"
     )
+    if goods:
+        print(
+            f"good releases: analysis {summary([r['analysis_s'] for r in goods])} s, first step "
+            f"{summary([r['first_step_canary_requests'] or 0 for r in goods])} canary requests, promotion "
+            f"{summary([r['promote_s'] for r in goods if r['promote_s'] is not None])} s, whole run "
+            f"{summary([r['wall_s'] for r in goods])} s; overload answers left out "
+            f"{summary([r['overload_excused'] for r in goods])} (canary), "
+            f"{summary([r['overload_excused_baseline'] for r in goods])} (baseline)"
+        )
     for r in false_alarms:
         print(f"  false alarm: {r['verdict']} {r['analysis']}: {r['reason']}")
     if args.json:

@@ -14,6 +14,7 @@ from drillbook.canary.settings import CanarySettings
 from drillbook.canary.stats import (
     detectable_increase,
     error_increase_bound,
+    error_power,
     fisher_p,
     level,
     order_bound,
@@ -163,7 +164,7 @@ def test_doubled_p95_with_the_median_unchanged_is_a_breach() -> None:
     assert np.quantile(canary, 0.95) / p95 == pytest.approx(2, rel=0.35)
     found = judge.latency(canary, base)
     assert found.breach and found.tail is not None and (found.tail.ratio or 0) > 1
-    assert "tail: canary p95 at least" in found.text(SETTINGS)
+    assert "tail: canary p95 at least" in found.text(SETTINGS) and "Fisher p =" in found.text(SETTINGS)
     # A good release's tail, and a 20 % slower tail, stay under the 50 % tolerance.
     assert not judge.latency(lognormal(rng, 400), base).breach
     assert not judge.latency(lognormal(rng, 400) * 1.2, lognormal(rng, 4000)).breach
@@ -210,16 +211,56 @@ def test_too_few_answers_are_not_enough_evidence() -> None:
     assert "canary served 5 requests" in closed.reason and "latency: 5 canary" in closed.reason
 
 
-def test_the_last_step_needs_errors_evidence() -> None:
+def test_every_step_needs_the_power_to_see_the_detectable_error_increase() -> None:
+    """A step holds until a 1 % regression would show with ``error_power``; then it may pass."""
     judge = Judge(SETTINGS)
     rng = np.random.default_rng(9)
     latency = judge.latency(lognormal(rng, 200), lognormal(rng, 2000))
     few = judge.errors(Window(60, 0), Window(1000, 0))
-    assert judge.assess(few, latency, Window(60, 0), window_done=True).decision == "pass"
-    last = judge.assess(few, latency, Window(60, 0), window_done=True, waited_out=True, last_step=True)
-    assert last.decision == "insufficient" and "error-rate increase" in last.reason
-    many = judge.errors(Window(4000, 0), Window(30_000, 3))
-    assert judge.assess(many, None, Window(2000, 0), window_done=True, last_step=True).decision == "pass"
+    assert few.power is not None and few.power < SETTINGS.error_power
+    waiting = judge.assess(few, latency, Window(60, 0), window_done=True)
+    assert waiting.decision == "continue" and "canary requests give" in waiting.reason
+    short = judge.assess(few, latency, Window(60, 0), window_done=True, waited_out=True)
+    assert short.decision == "insufficient" and "error-rate increase of 1 %" in short.reason
+    many = judge.errors(Window(600, 0), Window(11_400, 0))  # a 5 % step of 60 s at 200 rps
+    assert many.power is not None and many.power >= SETTINGS.error_power
+    assert judge.assess(many, latency, Window(600, 0), window_done=True).decision == "pass"
+
+
+def test_error_power_is_the_binomial_chance_of_crossing_the_bound() -> None:
+    """Checked by simulation: canaries failing 1 % more, counted like the judge counts them."""
+    z, rng = SETTINGS.error_z, np.random.default_rng(21)
+    power = error_power(500, 0, 9500, z, 0.0, 0.01)
+    assert power is not None and 0.8 < power < 0.95
+    caught = sum(
+        (error_increase_bound(int(rng.binomial(500, 0.01)), 500, 0, 9500, z) or 0) > 0 for _ in range(2000)
+    )
+    assert caught / 2000 == pytest.approx(power, abs=0.03)
+    assert error_power(20, 0, 380, z, 0.0, 0.01) is None or (error_power(20, 0, 380, z, 0.0, 0.01) or 0) < 0.1
+
+
+def test_tail_needs_its_answers_before_a_step_passes() -> None:
+    judge, rng = Judge(SETTINGS), np.random.default_rng(23)
+    errors = judge.errors(Window(600, 0), Window(11_400, 0))
+    latency = judge.latency(lognormal(rng, 60), lognormal(rng, 60))
+    waiting = judge.assess(errors, latency, Window(600, 0), window_done=True)
+    assert waiting.decision == "continue" and "latency tail: 60 canary" in waiting.reason
+    enough = judge.latency(lognormal(rng, 200), lognormal(rng, 200))
+    assert judge.assess(errors, enough, Window(600, 0), window_done=True).decision == "pass"
+
+
+def test_doubled_p95_is_caught_on_150_answers_a_side() -> None:
+    """The tail test's power where the step's evidence rule lets it decide, and no false alarm."""
+    judge, rng = Judge(SETTINGS), np.random.default_rng(29)
+    caught = alarms = 0
+    for _ in range(100):
+        base = lognormal(rng, 150)
+        p50, p95 = np.quantile(lognormal(rng, 2000), [0.5, 0.95])
+        canary = lognormal(rng, 150)
+        canary[rng.random(150) < 0.2] += 2 * p95 - p50
+        caught += judge.latency(canary, base).breach
+        alarms += judge.latency(lognormal(rng, 150) * 1.05, base).breach
+    assert caught >= 90 and alarms == 0
 
 
 def test_unready_canary_is_a_breach() -> None:
@@ -292,9 +333,9 @@ def test_lab_inventory_settings_load() -> None:
 def test_a_step_that_judges_latency_cannot_pass_before_it_settled() -> None:
     """Found on the lab: a loaded machine's slow looks let a 3 s step pass before latency was judged."""
     judge = Judge(SETTINGS)
-    errors = judge.errors(Window(60, 0), Window(1000, 0))
-    assert judge.assess(errors, None, Window(60, 0), window_done=True).decision == "pass"
-    due = judge.assess(errors, None, Window(60, 0), window_done=True, latency_due=True)
+    errors = judge.errors(Window(600, 0), Window(11_400, 0))
+    assert judge.assess(errors, None, Window(600, 0), window_done=True).decision == "pass"
+    due = judge.assess(errors, None, Window(600, 0), window_done=True, latency_due=True)
     assert due.decision == "continue" and "not settled" in due.reason
-    out = judge.assess(errors, None, Window(60, 0), window_done=True, waited_out=True, latency_due=True)
+    out = judge.assess(errors, None, Window(600, 0), window_done=True, waited_out=True, latency_due=True)
     assert out.decision == "insufficient"

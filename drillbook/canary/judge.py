@@ -34,10 +34,14 @@ or it is and the evidence is still short), ``pass``, or ``insufficient``: the
 step's window and its ``sample_wait_s`` ended before the tests could decide. A step
 has enough evidence when the canary served ``min_samples`` requests in it, the
 baseline ``min_samples`` over the rollout, latency (where judged) had
-``latency_min_samples`` answers on each side, and, at the last step, the error test
-could see an increase of ``error_detectable`` (had the canary failed that much more,
-the bound would have crossed the margin). ``insufficient`` is never a pass: the
-rollout is not promoted and says what was missing.
+``latency_min_samples`` answers on each side for the shift and
+``latency_tail_min_samples`` for the tail, and the error counts pooled so far give
+the test an ``error_power`` chance to see an increase of ``error_detectable``. The
+step's length is thus set by the evidence, up to the user's bound: at 200 req/s
+and a 5 % first step the canary needs ~430 requests (~45 s) before a 1 % regression
+has an 80 % chance to show, so the first step holds that long and every later step
+already has it. ``insufficient`` is never a pass: the rollout is not promoted and
+says what was missing.
 
 Every test runs at Pocock-boundary levels (:mod:`drillbook.canary.stats`).
 """
@@ -56,7 +60,7 @@ from drillbook.canary.settings import CanarySettings
 from drillbook.canary.stats import (
     Shift,
     Tail,
-    detectable_increase,
+    error_evidence,
     error_increase_bound,
     fisher_p,
     latency_shift,
@@ -174,6 +178,7 @@ class ErrorFinding:
     lower: float | None  # its one-sided lower confidence bound
     fisher_p: float
     detectable: float | None  # smallest increase these counts would call a breach
+    power: float | None  # chance these counts show a canary failing error_detectable more
     confidence: float
     margin: float
     breach: bool
@@ -241,11 +246,11 @@ class LatencyFinding:
         if t is not None:
             q = f"p{100 * t.q:g}"
             c_low = "n/a" if math.isinf(t.canary_lower_ms) else _ms(t.canary_lower_ms)
-            b_up = "n/a" if math.isinf(t.baseline_upper_ms) else _ms(t.baseline_upper_ms)
             text += (
-                f"; tail: canary {q} at least {c_low} vs baseline {q} at most {b_up} "
-                f"(limit {_ms(t.limit_ms) if math.isfinite(t.limit_ms) else 'n/a'} = "
-                f"+{settings.latency_tail_pct:g} %)"
+                f"; tail: canary {q} at least {c_low} vs limit {_ms(t.limit_ms)} (baseline {q} "
+                f"{_ms(t.baseline_ms)} +{settings.latency_tail_pct:g} %, at least "
+                f"+{settings.latency_effect_ms:g} ms), answers above it {t.canary_above}/{t.canary_n} vs "
+                f"{t.baseline_above}/{t.baseline_n}, Fisher p = {_p(t.fisher_p)}"
             )
         return text + f" ({s.canary_n} vs {s.baseline_n} {_unit(self)})"
 
@@ -274,6 +279,9 @@ class Judge:
         s = self.settings
         c, b = canary, baseline
         lower = error_increase_bound(c.errors, c.requests, b.errors, b.requests, self.error_z)
+        detectable, power = error_evidence(
+            c.requests, b.errors, b.requests, self.error_z, s.error_margin, s.error_detectable
+        )
         increase = None if lower is None else (c.error_rate or 0.0) - (b.error_rate or 0.0)
         return ErrorFinding(
             canary=c,
@@ -281,7 +289,8 @@ class Judge:
             increase=increase,
             lower=lower,
             fisher_p=fisher_p(c.errors, c.requests, b.errors, b.requests),
-            detectable=detectable_increase(c.requests, b.errors, b.requests, self.error_z, s.error_margin),
+            detectable=detectable,
+            power=power,
             confidence=1 - level(self.error_z),
             margin=s.error_margin,
             breach=lower is not None and lower > s.error_margin,
@@ -294,9 +303,11 @@ class Judge:
         source: LatencySource = "requests",
         recent: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
     ) -> LatencyFinding:
-        """Shift and tail of ``canary`` against ``baseline``; a tail breach must hold in ``recent``
-        (the window's latest half) too: a cold canary growing its pools when its share rises
-        makes a heavy tail at a step's start (lab, load 10: p95 402 vs 106 ms, medians equal).
+        """Shift and tail of ``canary`` against ``baseline``; a tail breach must show in ``recent``
+        (the window's latest half) too, as point estimates: more than 1 - q of the canary's
+        recent answers above the limit, and a larger share than the baseline's. A cold canary
+        growing its pools when its share rises makes a heavy tail at a step's start (lab, load
+        10: p95 402 vs 106 ms, medians equal) that its later answers do not have.
         """
         s = self.settings
         b50 = quantile_ms(baseline, 0.5)
@@ -312,15 +323,16 @@ class Judge:
                 s.latency_tail_pct,
                 s.latency_effect_ms,
             )
-        tail_breach = tail is not None and (tail.ratio or 0.0) > 1
-        if tail_breach and recent is not None:
+        tail_breach = tail is not None and tail.breach
+        if tail is not None and tail_breach and recent is not None:
             rc, rb = recent
-            confirmed = None
-            if len(rc) >= s.latency_min_samples and len(rb) >= s.latency_min_samples:
-                confirmed = tail_bound(
-                    rc, rb, self.latency_z, s.latency_tail_quantile, s.latency_tail_pct, s.latency_effect_ms
-                )
-            tail_breach = confirmed is not None and (confirmed.ratio or 0.0) > 1
+            share_c = float(np.mean(rc > tail.limit_ms)) if len(rc) else 0.0
+            share_b = float(np.mean(rb > tail.limit_ms)) if len(rb) else 0.0
+            tail_breach = (
+                len(rc) >= s.latency_min_samples
+                and share_c > 1 - s.latency_tail_quantile
+                and share_c > share_b
+            )
         return LatencyFinding(
             source=source,
             canary_count=len(canary),
@@ -345,7 +357,6 @@ class Judge:
         ready_detail: str = "",
         window_done: bool = False,
         waited_out: bool = False,
-        last_step: bool = False,
         latency_due: bool = False,
     ) -> Assessment:
         """One look. ``latency`` None: not judged at this step (load) or not yet settled
@@ -371,7 +382,7 @@ class Judge:
             return make("breach", "; ".join(found))
         if not window_done:
             return make("continue", "analysing")
-        short = self.missing(errors, latency, step_canary, last_step)
+        short = self.missing(errors, latency, step_canary)
         if latency_due and latency is None:
             short.append("latency: the step has not settled yet (no answers since canary_settle_s)")
         if not short:
@@ -384,9 +395,7 @@ class Judge:
             )
         return make("continue", "waiting for evidence: " + "; ".join(short))
 
-    def missing(
-        self, errors: ErrorFinding, latency: LatencyFinding | None, step_canary: Window, last_step: bool
-    ) -> list[str]:
+    def missing(self, errors: ErrorFinding, latency: LatencyFinding | None, step_canary: Window) -> list[str]:
         """What the step still lacks to decide, one phrase each (empty: enough evidence)."""
         s = self.settings
         short = []
@@ -399,11 +408,19 @@ class Judge:
                 f"latency: {latency.canary_count} canary and {latency.baseline_count} baseline "
                 f"{_unit(latency)} since the step settled (need {s.latency_min_samples} each)"
             )
-        if last_step and (errors.detectable is None or errors.detectable > s.error_detectable):
-            can = "none" if errors.detectable is None else f"only {100 * errors.detectable:.1f} % or more"
+        if latency is not None and latency.shift is not None:
+            fewest = min(latency.canary_count, latency.baseline_count)
+            if fewest < s.latency_tail_min_samples:
+                short.append(
+                    f"latency tail: {latency.canary_count} canary and {latency.baseline_count} baseline "
+                    f"{_unit(latency)} (need {s.latency_tail_min_samples} each to see a doubled "
+                    f"p{100 * s.latency_tail_quantile:g})"
+                )
+        if errors.power is None or errors.power < s.error_power:
+            can = f"a {100 * errors.power:.0f} % chance" if errors.power is not None else "no chance"
             short.append(
-                f"errors: {errors.canary.requests} canary requests can show an error-rate increase of {can} "
-                f"(need {100 * s.error_detectable:g} %)"
+                f"errors: {errors.canary.requests} canary requests give {can} to see an error-rate "
+                f"increase of {100 * s.error_detectable:g} % (need {100 * s.error_power:g} %)"
             )
         return short
 

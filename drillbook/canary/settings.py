@@ -41,6 +41,18 @@ class CanarySettings(BaseModel):
     #: Error-rate increase (0..1) the analysis must be able to see before it may promote: with
     #: less traffic the rollout ends "not enough evidence" (rolled back), not "pass".
     error_detectable: float = Field(0.01, gt=0, le=1)
+    #: Chance the error test must have of seeing ``error_detectable`` before a step may pass
+    #: (counts pooled over the steps so far): a step holds, up to ``sample_wait_s`` past its
+    #: window, until it does. At every step, so the first one already sees a 1 % regression.
+    error_power: float = Field(0.8, gt=0, lt=1)
+    #: Answers per side the tail test needs before a step that judges latency may pass (a
+    #: doubled p95 is seen in ~98 % of 150-answer samples; fewer: the step holds).
+    latency_tail_min_samples: int = Field(150, ge=1)
+    #: Status codes that mean "overloaded" (the service's pool timed out, a gateway gave up),
+    #: not counted as the canary's errors at steps where it carries more than a baseline
+    #: server's load (the drill's own answers say which server sent them): an instance
+    #: carrying 2x a baseline server's share of a saturated machine sheds load whatever it runs.
+    overload_statuses: list[int] = Field(default_factory=lambda: [503, 504])
     #: The slow tail: the canary's quantile ``latency_tail_quantile`` may exceed the baseline's
     #: by this many percent (and latency_effect_ms) before it is a breach (confidence bounds of
     #: both quantiles, distribution-free): 50 catches a doubled p95 that leaves the median alone.
