@@ -6,8 +6,9 @@
 
 Bad releases: for each error rate (share of /items requests answered 500), each
 added latency (ms on every /items request) and, with ``--tail-share``, a slow tail
-that doubles p95 (that share of /items requests gets 2 x p95 - p50 more, p50 and p95
-of the lab's server time measured just before), ``--bad-runs`` canaries at ``--traffic``
+that puts p95 at 2 x p95, or at p95 + twice ``canary_latency_effect_ms`` where that is more
+(that share of /items requests slowed; p50 and p95 of the lab's server time measured
+just before), ``--bad-runs`` canaries at ``--traffic``
 requests per second with a ``--first-step`` % first step. Per run: caught or not (the
 analysis found a breach; "not enough evidence" is counted apart), the step that
 caught it, ``detection_s`` (first canary response seen by HAProxy -> rollback
@@ -97,6 +98,7 @@ def outcome(j: Journal) -> dict[str, Any]:
     m = j.measurements
     steps = m.get("steps") or []
     last = steps[-1] if steps else {}
+    judged = [s for s in steps if s.get("canary_p95_ms") is not None] or [last]
     return {
         "verdict": j.verdict,
         "analysis": m.get("analysis"),
@@ -111,9 +113,10 @@ def outcome(j: Journal) -> dict[str, Any]:
         "overload_excused_baseline": sum(s.get("overload_baseline", 0) for s in steps),
         "promote_s": m.get("promote_s"),
         "failed_requests": m.get("failed_requests"),
-        "canary_p95_ms": last.get("canary_p95_ms"),
-        "baseline_p95_ms": last.get("baseline_p95_ms"),
-        "latency_source": last.get("latency_source"),
+        # the last step that judged latency (a promoted release's 100 % step judges none)
+        "canary_p95_ms": judged[-1].get("canary_p95_ms"),
+        "baseline_p95_ms": judged[-1].get("baseline_p95_ms"),
+        "latency_source": judged[-1].get("latency_source"),
         "wall_s": m.get("bench_wall_s"),
         "load_avg_1m": m.get("bench_load_avg_1m"),
         "load_avg_5m": m.get("bench_load_avg_5m"),
@@ -171,8 +174,16 @@ def main() -> int:
         bad.append((f"+{ms} ms", build(inv, f"bench-lat-{ms}", latency_ms=ms)))
     if args.tail_share > 0:
         p50, p95 = server_time_quantiles(inv)
-        extra = max(10, round(2 * p95 - p50))
-        label = f"2x p95 ({100 * args.tail_share:g} % of requests +{extra} ms; p50 {p50:g}, p95 {p95:g} ms)"
+        # The slow share lands at 2 x p95, or, when the service is so fast that doubling its p95
+        # stays under the absolute effect size the inventory declares (the lab's quiet p95 is
+        # 3 ms: x2 is +3 ms against a 10 ms floor, not a regression by the user's own terms),
+        # twice that floor above p95: a slow path the judge is asked to catch, not to ignore.
+        floor = load_settings(inv).latency_effect_ms
+        extra = round(max(2 * p95, p95 + 2 * floor) - p50)
+        label = (
+            f"slow tail ({100 * args.tail_share:g} % of requests +{extra} ms: p95 "
+            f"{p95:g} -> ~{p50 + extra:g} ms; p50 {p50:g} ms)"
+        )
         version = build(inv, f"bench-tail-{extra}", latency_ms=extra, latency_share=args.tail_share)
         bad.append((label, version))
     good = [build(inv, "bench-good-a"), build(inv, "bench-good-b")]
@@ -231,14 +242,15 @@ def main() -> int:
         served = summary([r["canary_requests"] for r in caught])
         failed = summary([r["failed_requests"] for r in runs if r["failed_requests"] is not None])
         load = summary([r["load_avg_1m"] for r in runs])
-        p95 = ", ".join(
+        p95s = ", ".join(
             f"{r['canary_p95_ms']:g} vs {r['baseline_p95_ms']:g}"
             for r in runs
             if r["canary_p95_ms"] is not None and r["baseline_p95_ms"] is not None
         )
+        held = summary([r["first_step_s"] for r in runs if r["first_step_s"] is not None])
         print(
             f"| {label} | {len(caught)}/{len(runs)} | {where} | {detection} | {served} | {failed} "
-            f"| {p95 or '-'} | {summary([r['first_step_s'] for r in runs if r['first_step_s'] is not None])} "
+            f"| {p95s or '-'} | {held} "
             f"| {load} |"
         )
     false_alarms = [r for r in goods if r["verdict"] != "pass"]

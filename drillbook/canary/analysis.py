@@ -191,7 +191,13 @@ class Analysis:
                 result.decision, result.reason = a.decision, f"step {percent:g}%: {a.reason}"
                 return result
         result.decision = "pass"
-        result.reason = f"{len(s.steps)} steps: {result.last.reason if result.last else ''}"
+        # what the evidence cost, step by step: the first step holds longest (its counts start from 0)
+        held = ", ".join(f"{st.weight:g} % {st.window_s:.1f} s" for st in result.steps)
+        first = result.steps[0]
+        result.reason = (
+            f"{len(s.steps)} steps held {held} (the first until {first.canary_requests} canary requests): "
+            f"{result.last.reason if result.last else ''}"
+        )
         return result
 
     def _step(
