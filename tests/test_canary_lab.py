@@ -166,7 +166,7 @@ def _bare_run(inv: Inventory, reports: Path) -> Any:
 def test_bad_release_is_rolled_back(
     lab_inventory: Inventory, env: dict[str, Any], release: str, check: str
 ) -> None:
-    """20 % errors, and +60 ms on every request (the lab's p95 is 10-20 ms on a quiet machine)."""
+    """20 % errors, and +60 ms on every request (the lab's p95 is 3-10 ms on a quiet machine)."""
     inv, reports = lab_inventory, env["reports"]
     drill = CanaryDrill(quick(inv, steps=[5, 25, 50], window_s=20), env["releases"][release], traffic_rps=150)
     journal = run(drill, inv, reports)
