@@ -263,7 +263,9 @@ class Analysis:
                 a = Assessment(a.decision, a.reason, a.errors, a.latency, look.canary, look.baseline)
                 if now - last_note >= 2.0 or a.decision != "continue":
                     last_note = now
-                    run.note(f"  {now - t0:4.1f}s {self._brief(a)} -> {a.decision}")
+                    # past its window a step holds for its evidence: say which, or the wait looks like a hang
+                    waiting = a.decision == "continue" and a.reason.startswith("waiting")
+                    run.note(f"  {now - t0:4.1f}s {self._brief(a)} -> {a.reason if waiting else a.decision}")
                 if a.decision != "continue":
                     if a.decision == "breach":
                         result.decided_at = now
