@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,9 @@ class ReadyWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=1.0, transport=httpx.HTTPTransport(retries=0)) as client:
+        # 3 s: the ledger's /readyz waits up to 1 s for a pool connection before its 500, so a 1 s
+        # client timeout raced it and saw ReadTimeout instead of the status (CI, 2026-12-03)
+        with httpx.Client(timeout=3.0, transport=httpx.HTTPTransport(retries=0)) as client:
             while not self._stop.is_set():
                 try:
                     self.seen.append(client.get(self.url).status_code)
@@ -249,7 +252,7 @@ def test_kill_db_readiness_flips_to_500_and_back(ledger: Inventory, env: dict[st
     m = journal["measurements"]
     assert m["readiness_flip_s"] <= 5 and m["data_intact"] is True
     # outside: this test's own probe saw readiness fail (the ledger's 500, not a 503) and come back
-    assert 500 in watch.seen, watch.seen
+    assert 500 in watch.seen, Counter(watch.seen)
     assert watch.seen[-1] == 200 and httpx.get(url, timeout=5).status_code == 200
 
 
